@@ -1,0 +1,1 @@
+"""Data, training protocol, metrics and runner of the Scale-VAE reproduction suite."""

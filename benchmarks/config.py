@@ -1,0 +1,162 @@
+"""Typed profiles (``profiles.toml``) and the fully resolved configuration of one run."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import models
+from models.registry import coerce
+
+from .errors import UserError
+
+PROFILES_FILE = Path(__file__).with_name("profiles.toml")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every number of the training and evaluation protocol (protocol.md)."""
+
+    name: str
+    description: str
+    max_len: int
+    vocab_size: int
+    train_docs: int
+    valid_docs: int
+    test_docs: int
+    batching: str
+    emb_dim: int
+    enc_hidden: int
+    dec_hidden: int
+    nz: int
+    dropout_in: float
+    dropout_out: float
+    init: str
+    optimizer: str
+    lr: float
+    momentum: float
+    clip: float
+    batch_size: int
+    max_epochs: int
+    kl_start: float
+    warmup_epochs: float
+    decay_patience: int
+    decay_factor: float
+    max_decays: int
+    decay_min_epoch: int
+    iw_samples: int
+    eval_batch_size: int
+    eval_memory_mb: int
+
+    def __post_init__(self):
+        checks = [
+            (self.optimizer in ("sgd", "adam"), "optimizer must be 'sgd' or 'adam'"),
+            (self.init in ("uniform", "default"), "init must be 'uniform' or 'default'"),
+            (self.batching in ("length", "random", "resplit", "by_label"),
+             "batching must be one of length, random, resplit, by_label"),
+            (min(self.max_len, self.vocab_size, self.train_docs, self.valid_docs, self.test_docs) >= 0,
+             "max_len, vocab_size and *_docs must be >= 0 (0 = no limit)"),
+            (self.vocab_size == 0 or self.vocab_size > 4, "vocab_size must exceed the 4 special tokens"),
+            (min(self.emb_dim, self.enc_hidden, self.dec_hidden, self.nz) >= 1, "network sizes must be >= 1"),
+            (0 <= self.dropout_in < 1 and 0 <= self.dropout_out < 1, "dropout must be in [0, 1)"),
+            (self.lr > 0 and self.clip > 0 and self.momentum >= 0, "lr and clip must be > 0, momentum >= 0"),
+            (self.batch_size >= 2 and self.eval_batch_size >= 2, "batch sizes must be >= 2"),
+            (self.max_epochs >= 1, "max_epochs must be >= 1"),
+            (0 <= self.kl_start <= 1 and self.warmup_epochs >= 0, "kl_start must be in [0, 1], warmup_epochs >= 0"),
+            (0 < self.decay_factor < 1 and self.decay_patience >= 1 and self.max_decays >= 0,
+             "decay_factor must be in (0, 1), decay_patience >= 1, max_decays >= 0"),
+            (self.iw_samples >= 1 and self.eval_memory_mb >= 1, "iw_samples and eval_memory_mb must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"profile {self.name!r}: {message}")
+
+    def architecture(self, vocab_size: int) -> models.Architecture:
+        return models.Architecture(vocab_size=vocab_size, emb_dim=self.emb_dim, enc_hidden=self.enc_hidden,
+                                   dec_hidden=self.dec_hidden, nz=self.nz, dropout_in=self.dropout_in,
+                                   dropout_out=self.dropout_out, init=self.init)
+
+    def limit(self, field: str) -> int | None:
+        """A cap of the data section (0 in the file means no limit)."""
+        return getattr(self, field) or None
+
+
+def profile_fields() -> dict[str, str]:
+    return {f.name: f.type for f in dataclasses.fields(Profile) if f.name not in ("name", "description")}
+
+
+def available_profiles() -> list[str]:
+    with open(PROFILES_FILE, "rb") as fh:
+        return list(tomllib.load(fh))
+
+
+def load_profile(name: str, overrides: dict[str, object] | None = None) -> Profile:
+    """The named profile of profiles.toml with ``overrides`` applied (strings are parsed)."""
+    with open(PROFILES_FILE, "rb") as fh:
+        table = tomllib.load(fh)
+    if name not in table:
+        raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(table)}")
+    values = dict(table[name])
+    fields = profile_fields()
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise UserError(f"unknown profile key {key!r}; profiles have: {', '.join(fields)}")
+        values[key] = value
+    missing = sorted(set(fields) - set(values))
+    if missing:
+        raise UserError(f"profile {name!r} in {PROFILES_FILE.name} lacks {', '.join(missing)}")
+    typed = {k: coerce(v, fields[k], f"{name}.{k}") for k, v in values.items() if k in fields}
+    return Profile(name=name, description=values.get("description", ""), **typed)
+
+
+def split_overrides(model: str, settings: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Split ``--set key=value`` items into profile and model hyperparameter overrides."""
+    profile, hyper = {}, {}
+    model_keys = models.registry.field_types(model)
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        if key in model_keys:
+            hyper[key] = value
+        elif key in profile_fields():
+            profile[key] = value
+        else:
+            raise UserError(f"--set: unknown key {key!r}; {model} takes {', '.join(model_keys) or 'no hyperparameters'}, "
+                            f"profiles take {', '.join(profile_fields())}")
+    return profile, hyper
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers; its hash names the run."""
+
+    model: str
+    hyperparameters: dict
+    dataset: str
+    profile: Profile
+    seed: int
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "hyperparameters": self.hyperparameters, "dataset": self.dataset,
+                "profile": dataclasses.asdict(self.profile), "seed": self.seed}
+
+    @property
+    def run_id(self) -> str:
+        identity = dict(self.to_json())
+        identity["profile"] = {k: v for k, v in identity["profile"].items() if k != "description"}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+        dataset = Path(self.dataset).name if ("/" in self.dataset or "\\" in self.dataset) else self.dataset
+        return f"{dataset}-{self.model}-{self.profile.name}-s{self.seed}-{digest}"
+
+
+def resolve(model: str, dataset: str, profile: str, seed: int, settings: list[str] | None = None) -> RunConfig:
+    """Validate a run request into a RunConfig (one UserError line on any bad value)."""
+    profile_overrides, hyper_overrides = split_overrides(model, settings or [])
+    hp = models.hyperparameters(model, **hyper_overrides)
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    return RunConfig(model, dataclasses.asdict(hp), dataset, load_profile(profile, profile_overrides), seed)

@@ -1,0 +1,149 @@
+"""The shared training protocol of He et al. (2019), written once for every method.
+
+Each epoch: one pass over the training batches (``model.training_step``), the
+method's end-of-epoch update, then the validation loss (-ELBO of the method's
+objective at KL weight 1). The best-validation model is kept. When the
+validation loss has not improved for ``decay_patience`` epochs (and the epoch
+is at least ``decay_min_epoch``), the best model is reloaded and the learning
+rate multiplied by ``decay_factor``; training stops after ``max_decays`` decays
+or ``max_epochs`` epochs. All numbers come from the profile.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable
+
+import torch
+
+from models import TrainingProgress
+
+from . import metrics
+from .config import Profile
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """Optimises a model under the protocol; ``fit()`` returns the per-epoch history."""
+
+    def __init__(self, model, profile: Profile, train_batches, valid_batches, log: Callable[[str], None] = print):
+        self.model, self.profile = model, profile
+        self.train_batches, self.valid_batches = train_batches, valid_batches
+        self.log = log
+        self.lr = profile.lr
+        self.optimizers = self.make_optimizers()
+        self.epoch = 0  # epochs completed
+        self.step_count = 0
+        self.kl_weight = 1.0
+        self.best_loss, self.best_state, self.best_epoch = math.inf, None, 0
+        self.plateau_loss, self.not_improved, self.decays = math.inf, 0, 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------ optimisation
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser for the encoder and one for everything else (Agg-VAE steps them apart)."""
+        groups = {"encoder": [], "decoder": []}
+        for name, param in self.model.named_parameters():
+            groups["encoder" if name.startswith("encoder.") else "decoder"].append(param)
+        make = {"sgd": lambda ps: torch.optim.SGD(ps, lr=self.lr, momentum=self.profile.momentum),
+                "adam": lambda ps: torch.optim.Adam(ps, lr=self.lr)}[self.profile.optimizer]
+        return {name: make(params) for name, params in groups.items() if params}
+
+    def step(self, loss: torch.Tensor, update: tuple[str, ...] = ("encoder", "decoder")) -> None:
+        """Back-propagate ``loss``, clip the global gradient norm, step the named optimisers."""
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.profile.clip)
+        for name in update:
+            if name in self.optimizers:
+                self.optimizers[name].step()
+
+    def progress(self) -> TrainingProgress:
+        p = self.profile
+        return TrainingProgress(self.epoch + 1, self.step_count, len(self.train_batches), p.kl_start,
+                                p.warmup_epochs, p.max_epochs)
+
+    # ------------------------------------------------------------------ epochs
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        self.model.on_epoch_start(self.epoch + 1)
+        loss_sum = rec_sum = kl_sum = 0.0
+        docs = 0
+        for batch in self.train_batches:
+            self.kl_weight = self.model.kl_weight(self.progress())
+            terms = self.model.training_step(batch, self)
+            loss_sum = loss_sum + terms.loss.detach() * batch.size
+            rec_sum = rec_sum + terms.rec.detach().sum()
+            kl_sum = kl_sum + terms.kl.detach().sum()
+            docs += batch.size
+            self.step_count += 1
+        record = {"train_loss": float(loss_sum) / docs, "train_rec": float(rec_sum) / docs,
+                  "train_kl": float(kl_sum) / docs, "kl_weight": self.kl_weight}
+        if not math.isfinite(record["train_loss"]):
+            raise TrainingDiverged(f"training loss became {record['train_loss']} in epoch {self.epoch + 1}")
+        self.model.on_epoch_end()
+        record.update(self.model.state_summary())
+        return record
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        rec = kl = 0.0
+        docs = 0
+        for batch in self.valid_batches:
+            terms = self.model.loss(batch, 1.0)
+            rec += terms.rec.sum().item()
+            kl += terms.kl.sum().item()
+            docs += batch.size
+        record = {"valid_loss": (rec + kl) / docs, "valid_rec": rec / docs, "valid_kl": kl / docs}
+        if self.model.has_latent:
+            stats = metrics.latent_statistics(self.model, self.valid_batches)
+            record.update(valid_mi=stats["mi"], valid_au=stats["au"])
+        return record
+
+    def end_of_epoch(self, valid_loss: float) -> bool:
+        """Best-model bookkeeping and He et al.'s learning-rate decay; True = stop."""
+        if valid_loss < self.best_loss:
+            self.best_loss, self.best_epoch = valid_loss, self.epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        if valid_loss > self.plateau_loss:
+            self.not_improved += 1
+            if self.not_improved >= self.profile.decay_patience and self.epoch >= self.profile.decay_min_epoch:
+                self.plateau_loss, self.not_improved = valid_loss, 0
+                self.lr *= self.profile.decay_factor
+                self.decays += 1
+                self.model.load_state_dict(self.best_state)
+                self.optimizers = self.make_optimizers()
+                self.log(f"  no improvement for {self.profile.decay_patience} epochs: best model reloaded, lr -> {self.lr:g}")
+        else:
+            self.not_improved, self.plateau_loss = 0, valid_loss
+        return self.decays >= self.profile.max_decays and self.profile.max_decays > 0
+
+    def fit(self) -> list[dict]:
+        while self.epoch < self.profile.max_epochs:
+            start = time.perf_counter()
+            record = {"epoch": self.epoch + 1, "lr": self.lr}
+            record.update(self.train_epoch())
+            record.update(self.validate())
+            if not math.isfinite(record["valid_loss"]):
+                raise TrainingDiverged(f"validation loss became {record['valid_loss']} in epoch {self.epoch + 1}")
+            self.epoch += 1
+            stop = self.end_of_epoch(record["valid_loss"])
+            record["seconds"] = time.perf_counter() - start
+            self.history.append(record)
+            self.log(format_epoch(record))
+            if stop:
+                break
+        self.model.load_state_dict(self.best_state)
+        return self.history
+
+
+def format_epoch(record: dict) -> str:
+    keys = ["train_loss", "train_kl", "kl_weight", "valid_loss", "valid_kl", "valid_mi", "valid_au", "f_mean", "f_max"]
+    fields = " ".join(f"{k}={record[k]:.3g}" for k in keys if k in record)
+    return f"epoch {record['epoch']:3d} {fields} ({record['seconds']:.1f}s)"

@@ -1,0 +1,65 @@
+"""Summarise finished runs: mean ± std over seeds of every configuration.
+
+    python -m benchmarks.summarize [--results DIR] [--keys nll,kl,mi,au]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import UserError
+
+DEFAULT_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "f_mean", "train_seconds", "eval_seconds"]
+
+
+def load_runs(results: Path) -> pd.DataFrame:
+    """One row per finished run: its metrics plus a ``config`` label (model and hyperparameters)."""
+    rows = []
+    for path in sorted((results / "runs").glob("*/metrics.json")):
+        try:
+            metrics = json.loads(path.read_text())
+            config = json.loads((path.parent / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            print(f"warning: skipping {path.parent.name}: unreadable result ({error}); delete it to re-run", file=sys.stderr)
+            continue
+        hp = ",".join(f"{k}={v}" for k, v in config["hyperparameters"].items() if k != "anneal" or not v)
+        rows.append({**metrics, "config": f"{config['model']}({hp})" if hp else config["model"]})
+    return pd.DataFrame(rows)
+
+
+def summary_table(runs: pd.DataFrame, keys: list[str]) -> str:
+    keys = [k for k in keys if k in runs]
+    grouped = runs.groupby(["dataset", "profile", "config"], sort=True)
+    lines = ["| dataset | profile | configuration | seeds | " + " | ".join(keys) + " |",
+             "|" + "---|" * (4 + len(keys))]
+    for (dataset, profile, config), group in grouped:
+        cells = []
+        for key in keys:
+            values = pd.to_numeric(group[key], errors="coerce").dropna()
+            cells.append("-" if values.empty else f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
+        lines.append(f"| {dataset} | {profile} | {config} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.summarize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--keys", default=",".join(DEFAULT_KEYS))
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(Path(args.results))
+        if runs.empty:
+            raise UserError(f"no finished runs under {args.results}/runs; train some with python -m benchmarks.train")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary_table(runs, args.keys.split(",")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Train and evaluate one run.
+
+    python -m benchmarks.train --model scale_vae --dataset yahoo_small --profile quick --seed 0 \
+        [--set des_std=1.1 ...] [--data-dir DIR] [--results DIR] [--cache-dir DIR] [--device cpu|cuda]
+
+Writes ``<results>/runs/<run-id>/`` atomically (the directory appears complete
+or not at all): ``config.json`` (fully resolved), ``metrics.json`` (test
+split), ``history.csv`` (per epoch), ``best.pt`` (best-validation model, with
+any method state such as Scale-VAE's f_bar) and ``train.log``. A finished run
+is not trained again. The last line printed is the run directory.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import models
+
+from . import data, metrics
+from .config import RunConfig, resolve
+from .errors import UserError
+from .protocol import Trainer
+
+METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "rec", "elbo"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def load_data(config: RunConfig, data_dir=None, cache_dir=None, download=True) -> data.Corpus:
+    p = config.profile
+    return data.load_corpus(config.dataset, data_dir=data_dir, cache_dir=cache_dir, download=download,
+                            max_len=p.limit("max_len"),
+                            vocab_size=p.limit("vocab_size"), train_docs=p.limit("train_docs"),
+                            valid_docs=p.limit("valid_docs"), test_docs=p.limit("test_docs"))
+
+
+def loader(corpus: data.Corpus, split: str, config: RunConfig, device, train: bool) -> data.BatchLoader:
+    docs = corpus.split(split)
+    labels = [d.label for d in docs] if docs and docs[0].label is not None else None
+    p = config.profile
+    return data.BatchLoader(corpus.encoded(split), p.batch_size if train else p.eval_batch_size,
+                            pad_id=corpus.vocab.pad_id, labels=labels, mode=p.batching if train else "length",
+                            shuffle=train, seed=config.seed, device=device)
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for record in history for k in record))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_dir=None, device=None,
+              download=True, log=print) -> Path:
+    """Train, evaluate and store one run; returns its directory (existing runs are reused)."""
+    runs = Path(results_dir) / "runs"
+    final = runs / config.run_id
+    if (final / "metrics.json").exists():
+        log(f"{config.run_id}: already complete")
+        return final
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        partial = Path(runs / f".{config.run_id}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+    except OSError as error:
+        raise UserError(f"cannot write to results directory {results_dir}: {error.strerror}; pass a writable --results DIR") from None
+
+    device = resolve_device(device)
+    logfile = open(partial / "train.log", "w")
+
+    def both(line: str) -> None:
+        log(line)
+        logfile.write(line + "\n")
+        logfile.flush()
+
+    try:
+        corpus = load_data(config, data_dir, cache_dir, download)
+        both(f"{config.run_id}: {corpus.description}; vocabulary {len(corpus.vocab)}, "
+             f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} documents, device {device}")
+        seed_everything(config.seed)
+        model = models.build(config.model, config.profile.architecture(len(corpus.vocab)),
+                             **config.hyperparameters).to(device)
+        trainer = Trainer(model, config.profile, loader(corpus, "train", config, device, True),
+                          loader(corpus, "valid", config, device, False), log=both)
+        start = time.perf_counter()
+        history = trainer.fit()
+        train_seconds = time.perf_counter() - start
+
+        seed_everything(config.seed + 1)  # evaluation randomness independent of training's
+        start = time.perf_counter()
+        test = metrics.evaluate(model, loader(corpus, "test", config, device, False),
+                                config.profile.iw_samples, config.profile.eval_memory_mb)
+        result = {**test, **model.state_summary(), "train_seconds": train_seconds,
+                  "eval_seconds": time.perf_counter() - start, "epochs": trainer.epoch,
+                  "best_epoch": trainer.best_epoch, "device": str(device), "versions": library_versions(),
+                  "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
+                  "profile": config.profile.name, "seed": config.seed}
+        torch.save({"model": model.state_dict(), "config": config.to_json(), "vocab": corpus.vocab.to_json()},
+                   partial / "best.pt")
+        write_json(partial / "config.json", config.to_json())
+        write_history(partial / "history.csv", history)
+        write_json(partial / "metrics.json", result)
+        both("test: " + " ".join(f"{k}={result[k]:.4g}" for k in METRIC_KEYS if result.get(k) is not None)
+             + f" train {train_seconds:.0f}s eval {result['eval_seconds']:.0f}s")
+        logfile.close()
+        os.replace(partial, final)
+    except BaseException:
+        logfile.close()
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return final
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="a registered method (python -m models lists them)")
+    parser.add_argument("--dataset", required=True, help="a registered dataset, or a directory with train/valid/test.txt")
+    parser.add_argument("--profile", default="quick", help="paper, quick or smoke (benchmarks/profiles.toml)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override a hyperparameter of the model or a profile value")
+    parser.add_argument("--data-dir", default=None, help="data root (default: $VAEBENCH_DATA_DIR, else ./data)")
+    parser.add_argument("--cache-dir", default=None, help="derived data (default: $VAEBENCH_CACHE_DIR, else ~/.cache/vaebench)")
+    parser.add_argument("--results", default="results", help="results root (default: results/)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--offline", action="store_true", help="never download missing data; fail with the file's name")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        config = resolve(args.model, args.dataset, args.profile, args.seed, args.set)
+        run_dir = train_run(config, results_dir=args.results, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                            device=args.device, download=not args.offline)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""``python -m models``: list every registered method."""
+from . import describe
+
+print(describe())

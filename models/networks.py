@@ -1,0 +1,133 @@
+"""The LSTM encoder and decoder of the text-VAE protocol (He et al. 2019, Sec. 5).
+
+Encoder: embedding -> 1-layer LSTM -> last hidden state -> linear (no bias) to
+the mean and log-variance of a diagonal Gaussian. Decoder: 1-layer LSTM whose
+input at every step is the previous word's embedding concatenated with z; z
+also sets the initial cell state through a linear map (initial hidden =
+tanh(cell)); dropout on the input embeddings and on the outputs; linear (no
+bias) to the vocabulary. Sizes and initialisation come from the profile.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .gaussian import DiagonalGaussian
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Network sizes; every field is a profile value."""
+
+    vocab_size: int
+    emb_dim: int = 512
+    enc_hidden: int = 1024
+    dec_hidden: int = 1024
+    nz: int = 32
+    dropout_in: float = 0.5
+    dropout_out: float = 0.5
+    init: str = "uniform"  # "uniform": He et al.'s U(-0.01, 0.01) / embeddings U(-0.1, 0.1); "default": PyTorch's
+    init_range: float = 0.01
+    emb_init_range: float = 0.1
+
+
+def initialise(module: nn.Module, embedding: nn.Embedding, arch: Architecture) -> None:
+    if arch.init == "uniform":
+        for p in module.parameters():
+            nn.init.uniform_(p, -arch.init_range, arch.init_range)
+        nn.init.uniform_(embedding.weight, -arch.emb_init_range, arch.emb_init_range)
+
+
+def last_states(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The output at each sequence's last real position ([B, T, H] -> [B, H]).
+
+    Padding comes after the real tokens, so for a unidirectional LSTM this
+    equals the final hidden state of the unpadded sequence.
+    """
+    return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
+
+
+class LSTMEncoder(nn.Module):
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.embed = nn.Embedding(arch.vocab_size, arch.emb_dim)
+        self.lstm = nn.LSTM(arch.emb_dim, arch.enc_hidden, batch_first=True)
+        self.to_gaussian = nn.Linear(arch.enc_hidden, 2 * arch.nz, bias=False)
+        initialise(self, self.embed, arch)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> DiagonalGaussian:
+        outputs, _ = self.lstm(self.embed(tokens))
+        mu, logvar = self.to_gaussian(last_states(outputs, lengths)).chunk(2, dim=-1)
+        return DiagonalGaussian(mu, logvar)
+
+
+class LSTMDecoder(nn.Module):
+    """p(x | z) of an LSTM language model conditioned on z (nz = 0: a plain LSTM-LM)."""
+
+    def __init__(self, arch: Architecture, nz: int | None = None):
+        super().__init__()
+        self.nz = arch.nz if nz is None else nz
+        self.embed = nn.Embedding(arch.vocab_size, arch.emb_dim)
+        self.dropout_in = nn.Dropout(arch.dropout_in)
+        self.dropout_out = nn.Dropout(arch.dropout_out)
+        self.lstm = nn.LSTM(arch.emb_dim + self.nz, arch.dec_hidden, batch_first=True)
+        self.z_to_cell = nn.Linear(self.nz, arch.dec_hidden, bias=False) if self.nz else None
+        self.output = nn.Linear(arch.dec_hidden, arch.vocab_size, bias=False)
+        initialise(self, self.embed, arch)
+
+    def initial_state(self, z: torch.Tensor | None, batch: int):
+        if z is None:
+            return None
+        cell = self.z_to_cell(z).unsqueeze(0)
+        return torch.tanh(cell), cell
+
+    def hidden_states(self, inputs: torch.Tensor, z: torch.Tensor | None, state=None):
+        """Run the LSTM over ``inputs`` [N, T]; z is [N, nz] or None. Returns (outputs, state)."""
+        emb = self.dropout_in(self.embed(inputs))
+        if z is not None:
+            emb = torch.cat([emb, z.unsqueeze(1).expand(-1, inputs.shape[1], -1)], dim=-1)
+        if state is None:
+            state = self.initial_state(z, inputs.shape[0])
+        outputs, state = self.lstm(emb, state)
+        return self.dropout_out(outputs), state
+
+    def logits(self, inputs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        return self.output(self.hidden_states(inputs, z)[0])
+
+    def log_likelihood(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """log p(x | z) summed over the predicted words (every token after <s>).
+
+        tokens [B, T] (padded), lengths [B]; z [B, K, nz] (K samples per
+        document) or None. Returns [B, K] (K = 1 without z).
+        """
+        batch, steps = tokens.shape
+        samples = 1 if z is None else z.shape[1]
+        inputs = tokens[:, :-1].repeat_interleave(samples, dim=0)
+        targets = tokens[:, 1:].repeat_interleave(samples, dim=0)
+        flat_z = None if z is None else z.reshape(batch * samples, -1)
+        logits = self.logits(inputs, flat_z)
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        mask = torch.arange(steps - 1, device=tokens.device).unsqueeze(0) < (lengths - 1).repeat_interleave(samples).unsqueeze(1)
+        return -(nll.view(batch * samples, steps - 1) * mask).sum(-1).view(batch, samples)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor | None, bos: int, eos: int, max_len: int, greedy: bool = False,
+                 n: int | None = None) -> list[list[int]]:
+        """Sample (or greedily decode) sentences given z [N, nz]; returns token ids without <s>/</s>."""
+        count = z.shape[0] if z is not None else n
+        device = self.output.weight.device
+        token = torch.full((count, 1), bos, dtype=torch.long, device=device)
+        state, finished, out = None, torch.zeros(count, dtype=torch.bool, device=device), []
+        for _ in range(max_len):
+            hidden, state = self.hidden_states(token, z, state)
+            logits = self.output(hidden[:, -1])
+            token = logits.argmax(-1, keepdim=True) if greedy else torch.multinomial(logits.softmax(-1), 1)
+            out.append(token.squeeze(1))
+            finished |= token.squeeze(1) == eos
+            if finished.all():
+                break
+        ids = torch.stack(out, 1).tolist()
+        return [seq[: seq.index(eos)] if eos in seq else seq for seq in ids]
