@@ -144,6 +144,13 @@ class RunConfig:
         return {"model": self.model, "hyperparameters": self.hyperparameters, "dataset": self.dataset,
                 "profile": dataclasses.asdict(self.profile), "seed": self.seed}
 
+    @classmethod
+    def from_json(cls, value: dict) -> "RunConfig":
+        profile = value["profile"]
+        overrides = {k: v for k, v in profile.items() if k not in ("name", "description")}
+        return cls(value["model"], value["hyperparameters"], value["dataset"],
+                   load_profile(profile["name"], overrides), value["seed"])
+
     @property
     def run_id(self) -> str:
         identity = dict(self.to_json())

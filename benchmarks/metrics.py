@@ -64,6 +64,12 @@ def importance_weighted_log_likelihood(log_likelihood, proposal: DiagonalGaussia
     return estimates, torch.cat(log_liks, 1).mean(1)
 
 
+def perplexity(total_nll: float, words: int) -> float:
+    """exp(total NLL / predicted words); infinite, not an error, for a diverged model."""
+    per_word = total_nll / words
+    return math.exp(per_word) if per_word < 700 else math.inf
+
+
 def samples_per_chunk(batch, vocab_size: int, memory_mb: int) -> int:
     """How many samples per document fit the logits budget (logits + their softmax)."""
     floats = batch.size * int(batch.tokens.shape[1]) * vocab_size * 3
@@ -112,7 +118,7 @@ def likelihood_statistics(model, batches, samples: int, memory_mb: int) -> dict[
         rec -= log_px_z.sum().item()
         kl += q.kl_to_standard_normal().sum().item()
     return {"nll": nll / docs, "nll_unit_prior": nll_unit / docs, "rec": rec / docs,
-            "elbo": -(rec + kl) / docs, "ppl": math.exp(nll / words), "ppl_unit_prior": math.exp(nll_unit / words),
+            "elbo": -(rec + kl) / docs, "ppl": perplexity(nll, words), "ppl_unit_prior": perplexity(nll_unit, words),
             "documents": docs, "words": words}
 
 

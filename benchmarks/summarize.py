@@ -11,13 +11,23 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import load_profile
 from .errors import UserError
 
 DEFAULT_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "f_mean", "train_seconds", "eval_seconds"]
 
 
+def configuration_label(config: dict) -> str:
+    """model(hyperparameters) [profile values that differ from the named profile]."""
+    hp = ",".join(f"{k}={v}" for k, v in config["hyperparameters"].items() if k != "anneal" or not v)
+    label = f"{config['model']}({hp})" if hp else config["model"]
+    base = vars(load_profile(config["profile"]["name"]))
+    changed = ",".join(f"{k}={v}" for k, v in sorted(config["profile"].items()) if base.get(k, v) != v and k != "description")
+    return f"{label} [{changed}]" if changed else label
+
+
 def load_runs(results: Path) -> pd.DataFrame:
-    """One row per finished run: its metrics plus a ``config`` label (model and hyperparameters)."""
+    """One row per finished run: its metrics plus a ``config`` label (model, hyperparameters, overrides)."""
     rows = []
     for path in sorted((results / "runs").glob("*/metrics.json")):
         try:
@@ -26,8 +36,7 @@ def load_runs(results: Path) -> pd.DataFrame:
         except (OSError, json.JSONDecodeError) as error:
             print(f"warning: skipping {path.parent.name}: unreadable result ({error}); delete it to re-run", file=sys.stderr)
             continue
-        hp = ",".join(f"{k}={v}" for k, v in config["hyperparameters"].items() if k != "anneal" or not v)
-        rows.append({**metrics, "config": f"{config['model']}({hp})" if hp else config["model"]})
+        rows.append({**metrics, "config": configuration_label(config)})
     return pd.DataFrame(rows)
 
 

@@ -144,6 +144,23 @@ def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_
     return final
 
 
+def load_trained(run_dir, *, data_dir=None, cache_dir=None, device="cpu"):
+    """Reload a finished run: (model in eval mode with its best weights, corpus, config)."""
+    run_dir = Path(run_dir)
+    try:
+        config = RunConfig.from_json(json.loads((run_dir / "config.json").read_text()))
+        checkpoint = torch.load(run_dir / "best.pt", map_location=device)
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        raise UserError(f"cannot read run {run_dir}: {error}; delete the directory to re-run it") from None
+    corpus = load_data(config, data_dir, cache_dir, download=False)
+    vocab = data.Vocabulary.from_json(checkpoint["vocab"])
+    if vocab != corpus.vocab:
+        raise UserError(f"run {run_dir.name} was trained on a different vocabulary than {config.dataset} gives now")
+    model = models.build(config.model, config.profile.architecture(len(vocab)), **config.hyperparameters)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), corpus, config
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a registered method (python -m models lists them)")

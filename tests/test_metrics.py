@@ -121,3 +121,8 @@ def test_chunked_and_unchunked_iw_agree(toy):
     torch.manual_seed(3)
     (b,), _ = metrics.importance_weighted_log_likelihood(toy.log_likelihood, proposal(), [1.0], 4000, 7)
     assert a.item() == pytest.approx(b.item(), abs=0.02)
+
+
+def test_perplexity_counts_words_and_saturates_instead_of_crashing():
+    assert metrics.perplexity(10 * math.log(7.0), 10) == pytest.approx(7.0)
+    assert metrics.perplexity(1e6, 10) == math.inf

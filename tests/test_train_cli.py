@@ -84,3 +84,20 @@ def test_missing_data_names_the_file_and_how_to_get_it(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "yahoo.valid.txt" in done.stderr and "yahoo_small" in done.stderr
     assert not any((tmp_path / "r" / "runs").iterdir())  # nothing half-written is left behind
+
+
+def test_scale_vae_checkpoint_carries_f_bar_and_reproduces_the_evaluation(tmp_path, data_dir):
+    import torch
+
+    from benchmarks import metrics
+    from benchmarks.train import load_trained, loader
+
+    run_dir, result = results_of(tmp_path, data_dir, "scale_vae")
+    model, corpus, config = load_trained(run_dir, data_dir=data_dir, cache_dir=tmp_path / "cache")
+    assert model.f_bar.mean().item() == pytest.approx(result["f_mean"], rel=1e-6)
+    assert model.f_bar.min().item() > 1.0  # the factor really scales (the encoder's means start small)
+    torch.manual_seed(config.seed + 1)  # the seed the run's evaluation used
+    again = metrics.evaluate(model, loader(corpus, "test", config, "cpu", False), config.profile.iw_samples,
+                             config.profile.eval_memory_mb)
+    for key in ("nll", "nll_unit_prior", "kl", "mi", "au"):
+        assert again[key] == pytest.approx(result[key], rel=1e-5), key
