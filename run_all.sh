@@ -6,11 +6,12 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/bootstrap.sh"
 
-profile=quick seeds=2 extra=()
+profile=quick seeds=2 results=results extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
+    --results) results="$2"; shift 2 ;;
     *) extra+=("$1"); shift ;;
   esac
 done
@@ -23,8 +24,8 @@ for seed in $(seq 0 $((seeds - 1))); do
     set=()
     [ "$model" = scale_vae ] && set=(--set des_std=0.7 f_epo=1)
     python -m benchmarks.train --model "$model" --dataset "$dataset" --profile "$profile" --seed "$seed" \
-      "${set[@]}" "${extra[@]}"
+      --results "$results" "${set[@]}" "${extra[@]}"
   done
 done
-python -m benchmarks.summarize --results results
+python -m benchmarks.summarize --results "$results"
 echo "wall time: $(( $(date +%s) - start )) s"
