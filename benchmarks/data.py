@@ -747,6 +747,13 @@ class BatchLoader:
     def num_docs(self) -> int:
         return len(self._lengths)
 
+    def random_batch(self, rng: np.random.Generator) -> Batch:
+        """One batch of the current partition, chosen uniformly with ``rng`` (not the loader's own RNG)."""
+        if self._fixed is not None:
+            return self._fixed[int(rng.integers(self._num_batches))]
+        members = rng.choice(self.num_docs, size=min(self.batch_size, self.num_docs), replace=False)
+        return self._make_batch(np.sort(members))
+
     def _draw_partition(self) -> list[np.ndarray]:
         n, bs = len(self._lengths), self.batch_size
         if self.mode == "length":

@@ -15,6 +15,7 @@ import math
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 
 from models import TrainingProgress
@@ -42,6 +43,11 @@ class Trainer:
         self.best_loss, self.best_state, self.best_epoch = math.inf, None, 0
         self.plateau_loss, self.not_improved, self.decays = math.inf, 0, 0
         self.history: list[dict] = []
+        self.rng = np.random.default_rng(torch.initial_seed())  # random_train_batch: seeded by the run
+
+    def random_train_batch(self):
+        """A uniformly chosen training mini-batch (Agg-VAE's fresh batches for the inner loop)."""
+        return self.train_batches.random_batch(self.rng)
 
     # ------------------------------------------------------------ optimisation
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -132,6 +138,7 @@ class Trainer:
             record.update(self.validate())
             if not math.isfinite(record["valid_loss"]):
                 raise TrainingDiverged(f"validation loss became {record['valid_loss']} in epoch {self.epoch + 1}")
+            self.model.on_validated(record)
             self.epoch += 1
             stop = self.end_of_epoch(record["valid_loss"])
             record["seconds"] = time.perf_counter() - start

@@ -2,12 +2,21 @@
 
 ``models.build(name, arch, **hyperparameters)`` returns a ready model;
 ``python -m models`` lists every method with its hyperparameters and citation.
-Each method is one short module that overrides the hooks of ``models.base.TextVAE``.
+Each method is one short module that overrides the hooks of ``models.base.TextVAE``;
+every module of this package other than the infrastructure below is imported, and
+so registered, automatically.
 """
-from . import lstm_lm, scale_vae, vae  # noqa: F401  (importing registers the methods)
+import importlib
+import pkgutil
+
 from .base import Hyperparameters, LossTerms, TextVAE, TrainingProgress
 from .networks import Architecture
 from .registry import METHODS, build, describe, hyperparameters, method
+
+INFRASTRUCTURE = {"base", "gaussian", "networks", "registry", "variants"}
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module not in INFRASTRUCTURE and not _module.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module}")  # each method module registers itself
 
 __all__ = ["Architecture", "Hyperparameters", "LossTerms", "METHODS", "TextVAE", "TrainingProgress",
            "build", "describe", "hyperparameters", "method"]

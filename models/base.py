@@ -9,14 +9,17 @@ A method says only what makes it different, by overriding one or more hooks
   differs from the KL's (Scale-VAE's scaled mean).
 - ``regularizer(q)``: the batch's KL-like term, multiplied by the KL weight
   (beta-VAE, Free-Bits).
+- ``auxiliary_loss(q)``: a further term outside the KL weight (MAE).
 - ``kl_weight(progress)``: the KL-weight schedule (cyclical annealing).
 - ``training_step(batch, trainer)``: the optimisation step (Agg-VAE, SA-VAE).
 - ``on_epoch_start(epoch)`` / ``on_epoch_end()``: per-epoch state (Scale-VAE's f),
-  reported by ``state_summary()`` in the history and the metrics.
+  reported by ``state_summary()`` in the history and the metrics;
+  ``on_validated(record)`` sees each epoch's validation metrics (Agg-VAE).
+- ``Decoder``: the decoder class (Skip-VAE's skip connections to the output).
 - ``prior_std()``: the prior of the decoder's input z in the generative model.
 
 Objective (per document, averaged over the batch):
-    loss = -E_{q_dec(z|x)}[log p(x|z)] + kl_weight * regularizer(q)
+    loss = -E_{q_dec(z|x)}[log p(x|z)] + kl_weight * regularizer(q) + auxiliary_loss(q)
 """
 from __future__ import annotations
 
@@ -78,14 +81,16 @@ class TextVAE(nn.Module):
     name: ClassVar[str] = "vae"
     citation: ClassVar[str] = "Kingma & Welling 2014; Bowman et al. 2016 (KL annealing)"
     Hyperparameters: ClassVar[type] = Hyperparameters
+    positional: ClassVar[tuple[str, ...]] = ()  # order of the values in the paper's brackets, e.g. ("des_std", "f_epo")
     has_latent: ClassVar[bool] = True
+    Decoder: ClassVar[type] = LSTMDecoder
 
     def __init__(self, arch: Architecture, hparams: Hyperparameters | None = None):
         super().__init__()
         self.arch = arch
         self.hp = hparams if hparams is not None else self.Hyperparameters()
         self.encoder = LSTMEncoder(arch) if self.has_latent else None
-        self.decoder = LSTMDecoder(arch, nz=arch.nz if self.has_latent else 0)
+        self.decoder = self.Decoder(arch, nz=arch.nz if self.has_latent else 0)
 
     # ----------------------------------------------------------------- hooks
     def transform_posterior(self, q: DiagonalGaussian) -> DiagonalGaussian:
@@ -98,6 +103,9 @@ class TextVAE(nn.Module):
         """The batch's KL term: mean over documents of KL(q(z|x) || N(0, I))."""
         return q.kl_to_standard_normal().sum(-1).mean()
 
+    def auxiliary_loss(self, q: DiagonalGaussian) -> torch.Tensor | float:
+        return 0.0
+
     def kl_weight(self, progress: TrainingProgress) -> float:
         return linear_annealing(progress) if getattr(self.hp, "anneal", False) else 1.0
 
@@ -109,6 +117,9 @@ class TextVAE(nn.Module):
 
     def on_epoch_end(self) -> None:
         pass
+
+    def on_validated(self, record: dict) -> None:
+        """Called with each epoch's history record once validation metrics are in it."""
 
     def state_summary(self) -> dict[str, float]:
         """Method state worth recording per epoch and in the final metrics."""
@@ -132,7 +143,7 @@ class TextVAE(nn.Module):
         z = self.decoder_posterior(q).rsample(1)
         rec = -self.decoder.log_likelihood(batch.tokens, batch.lengths, z)[:, 0]
         kl = q.kl_to_standard_normal().sum(-1)
-        return LossTerms(rec.mean() + kl_weight * self.regularizer(q), rec, kl)
+        return LossTerms(rec.mean() + kl_weight * self.regularizer(q) + self.auxiliary_loss(q), rec, kl)
 
     def sample_prior(self, n: int) -> torch.Tensor:
         """z for generation: z ~ N(0, I) scaled by ``prior_std()``."""

@@ -94,8 +94,12 @@ class LSTMDecoder(nn.Module):
         outputs, state = self.lstm(emb, state)
         return self.dropout_out(outputs), state
 
+    def project(self, hidden: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """Output layer: hidden states [N, T, H] (z [N, nz]) -> logits [N, T, V]."""
+        return self.output(hidden)
+
     def logits(self, inputs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.hidden_states(inputs, z)[0])
+        return self.project(self.hidden_states(inputs, z)[0], z)
 
     def log_likelihood(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """log p(x | z) summed over the predicted words (every token after <s>).
@@ -123,7 +127,7 @@ class LSTMDecoder(nn.Module):
         state, finished, out = None, torch.zeros(count, dtype=torch.bool, device=device), []
         for _ in range(max_len):
             hidden, state = self.hidden_states(token, z, state)
-            logits = self.output(hidden[:, -1])
+            logits = self.project(hidden, z)[:, -1]
             token = logits.argmax(-1, keepdim=True) if greedy else torch.multinomial(logits.softmax(-1), 1)
             out.append(token.squeeze(1))
             finished |= token.squeeze(1) == eos

@@ -27,8 +27,17 @@ TYPES = {"bool": bool, "int": int, "float": float, "str": str}
 
 
 def coerce(value, annotation, key: str):
-    """Check a value against a field's type; command-line strings are parsed first."""
-    kind = TYPES.get(annotation, annotation) if isinstance(annotation, str) else annotation
+    """Check a value against a field's type; command-line strings are parsed first.
+
+    Types are bool, int, float, str, or one of them "| None" (written "none" on the command line).
+    """
+    if not isinstance(annotation, str):  # a real type or union, when the module has no `from __future__ import annotations`
+        annotation = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    if annotation.endswith(" | None"):
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        annotation = annotation[: -len(" | None")]
+    kind = TYPES[annotation]
     if isinstance(value, str) and kind is not str:
         try:
             value = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)

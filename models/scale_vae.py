@@ -42,6 +42,7 @@ class ScaleVAE(TextVAE):
     name = "scale_vae"
     citation = "Song et al. 2024, Scale-VAE (LREC-COLING), Algorithm 1"
     Hyperparameters = ScaleHyperparameters
+    positional = ("des_std", "f_epo")
 
     def __init__(self, arch, hparams=None):
         super().__init__(arch, hparams)
