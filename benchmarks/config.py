@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import models
+from models import variants
 from models.registry import coerce
 
 from .errors import UserError
@@ -161,9 +162,19 @@ class RunConfig:
 
 
 def resolve(model: str, dataset: str, profile: str, seed: int, settings: list[str] | None = None) -> RunConfig:
-    """Validate a run request into a RunConfig (one UserError line on any bad value)."""
-    profile_overrides, hyper_overrides = split_overrides(model, settings or [])
-    hp = models.hyperparameters(model, **hyper_overrides)
+    """Validate a run request into a RunConfig (one UserError line on any bad value).
+
+    ``model`` is a method or a paper row such as ``scale_vae(1.1,1)`` or
+    ``du_vae(0.6,0.8|0.5,0.8)`` (models/variants.py); ``--set`` values win over the row's.
+    Runs are identified by the resolved configuration, so two names for the same
+    configuration share one run.
+    """
+    from . import data  # data is heavy to import; config is imported by light tools too
+
+    variant = variants.parse(model)
+    family = data.get_dataset(dataset).family
+    profile_overrides, hyper_overrides = split_overrides(variant.method, settings or [])
+    hp = models.hyperparameters(variant.method, **{**variant.hyperparameters(family), **hyper_overrides})
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    return RunConfig(model, dataclasses.asdict(hp), dataset, load_profile(profile, profile_overrides), seed)
+    return RunConfig(variant.method, dataclasses.asdict(hp), dataset, load_profile(profile, profile_overrides), seed)

@@ -476,6 +476,7 @@ class DatasetSpec:
     citation: str
     scale: str  # "paper", "cpu" or "user"
     builder: Callable[[Path, Path, bool], dict[str, Path]] = field(repr=False)  # (data_dir, cache_dir, download)
+    family: str | None = None  # "yahoo" or "yelp": which side of the paper's "a | b" hyperparameters applies
 
     def prepare(self, data_dir=None, cache_dir=None, download: bool = True) -> dict[str, Path]:
         """{split: path} of the dataset's files, downloading and building what is missing."""
@@ -540,17 +541,17 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec("yahoo", "Yahoo Answers documents, 100k/10k/10k, release of Yang et al. 2017 "
-                    "(as used by He et al. 2019)", _YANG_CITE, "paper", _yang("yahoo", "yahoo")),
+                    "(as used by He et al. 2019)", _YANG_CITE, "paper", _yang("yahoo", "yahoo"), "yahoo"),
         DatasetSpec("yelp", "Yelp15 reviews with 0-4 star labels, 100k/10k/10k, release of Yang et al. 2017 "
-                    "(as used by He et al. 2019)", _YANG_CITE, "paper", _yang("yelp", "yelp")),
+                    "(as used by He et al. 2019)", _YANG_CITE, "paper", _yang("yelp", "yelp"), "yelp"),
         DatasetSpec("short_yelp", "Yelp sentiment sentences of Shen et al. 2017, labels 0/1, balanced "
-                    "100k/10k/10k subset of train/dev/test (derived)", _SHEN_CITE, "paper", _prepare_short_yelp),
+                    "100k/10k/10k subset of train/dev/test (derived)", _SHEN_CITE, "paper", _prepare_short_yelp, "yelp"),
         DatasetSpec("yahoo_small", "derived CPU-scale subset of Yahoo (Yang et al. 2017): train = first 9,000 "
                     "and valid = last 1,000 docs of yahoo.valid.txt, test = yahoo.test.txt",
-                    _YANG_CITE, "cpu", _prepare_yahoo_small),
+                    _YANG_CITE, "cpu", _prepare_yahoo_small, "yahoo"),
         DatasetSpec("yelp_small", "derived CPU-scale subset of Yelp sentiment (Shen et al. 2017), labels 0/1: "
                     "train = sentiment.test balanced, valid/test = disjoint balanced 10k slices of sentiment.dev",
-                    _SHEN_CITE, "cpu", _prepare_yelp_small),
+                    _SHEN_CITE, "cpu", _prepare_yelp_small, "yelp"),
         DatasetSpec("synthetic", "synthetic text after He et al. 2019: 2-d latent from a 16-component Gaussian "
                     "mixture, random LSTM LM, 10-token sentences, label = component, 20k/2k/2k",
                     "He, Spokoyny, Neubig, Berg-Kirkpatrick. Lagging inference networks and posterior collapse "

@@ -7,12 +7,20 @@ validation loss has not improved for ``decay_patience`` epochs (and the epoch
 is at least ``decay_min_epoch``), the best model is reloaded and the learning
 rate multiplied by ``decay_factor``; training stops after ``max_decays`` decays
 or ``max_epochs`` epochs. All numbers come from the profile.
+
+With a checkpoint path, the whole training state (model, optimisers, schedule
+and decay counters, best model, history, every RNG, the data loader's position,
+and the method's own state) is saved after every epoch, and ``fit`` resumes
+from it: an interrupted run continues as if it had never stopped.
 """
 from __future__ import annotations
 
 import copy
 import math
+import os
+import random
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -26,6 +34,10 @@ from .config import Profile
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+    def __init__(self, message: str, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch
 
 
 class Trainer:
@@ -43,7 +55,59 @@ class Trainer:
         self.best_loss, self.best_state, self.best_epoch = math.inf, None, 0
         self.plateau_loss, self.not_improved, self.decays = math.inf, 0, 0
         self.history: list[dict] = []
+        self.stopped = False
         self.rng = np.random.default_rng(torch.initial_seed())  # random_train_batch: seeded by the run
+
+    COUNTERS = ("lr", "epoch", "step_count", "kl_weight", "best_loss", "best_epoch", "plateau_loss",
+                "not_improved", "decays", "history", "stopped")
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "counters": {name: getattr(self, name) for name in self.COUNTERS},
+            "model": self.model.state_dict(), "method": self.model.resume_state(), "best_state": self.best_state,
+            "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
+            "loader": self.train_batches.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "trainer": self.rng.bit_generator.state,
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state["counters"].items():
+            setattr(self, name, value)
+        self.model.load_state_dict(state["model"])
+        self.model.load_resume_state(state["method"])
+        self.best_state = state["best_state"]
+        self.optimizers = self.make_optimizers()
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.train_batches.load_state_dict(state["loader"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.rng.bit_generator.state = rng["trainer"]
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save_checkpoint(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def resume(self, path: Path) -> bool:
+        """Load a checkpoint if there is a readable one; a corrupt one is reported and ignored."""
+        if not path.exists():
+            return False
+        try:
+            self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        except Exception as error:  # noqa: BLE001 - any unreadable checkpoint means: start over
+            self.log(f"checkpoint {path} is unreadable ({type(error).__name__}); training from scratch")
+            path.unlink(missing_ok=True)
+            return False
+        self.log(f"resumed from {path} after epoch {self.epoch}")
+        return True
 
     def random_train_batch(self):
         """A uniformly chosen training mini-batch (Agg-VAE's fresh batches for the inner loop)."""
@@ -91,7 +155,8 @@ class Trainer:
         record = {"train_loss": float(loss_sum) / docs, "train_rec": float(rec_sum) / docs,
                   "train_kl": float(kl_sum) / docs, "kl_weight": self.kl_weight}
         if not math.isfinite(record["train_loss"]):
-            raise TrainingDiverged(f"training loss became {record['train_loss']} in epoch {self.epoch + 1}")
+            raise TrainingDiverged(f"training loss became {record['train_loss']} in epoch {self.epoch + 1}",
+                                   self.epoch + 1)
         self.model.on_epoch_end()
         record.update(self.model.state_summary())
         return record
@@ -130,22 +195,25 @@ class Trainer:
             self.not_improved, self.plateau_loss = 0, valid_loss
         return self.decays >= self.profile.max_decays and self.profile.max_decays > 0
 
-    def fit(self) -> list[dict]:
-        while self.epoch < self.profile.max_epochs:
+    def fit(self, checkpoint: Path | None = None) -> list[dict]:
+        if checkpoint is not None:
+            self.resume(checkpoint)
+        while not self.stopped and self.epoch < self.profile.max_epochs:
             start = time.perf_counter()
             record = {"epoch": self.epoch + 1, "lr": self.lr}
             record.update(self.train_epoch())
             record.update(self.validate())
             if not math.isfinite(record["valid_loss"]):
-                raise TrainingDiverged(f"validation loss became {record['valid_loss']} in epoch {self.epoch + 1}")
+                raise TrainingDiverged(f"validation loss became {record['valid_loss']} in epoch {self.epoch + 1}",
+                                       self.epoch + 1)
             self.model.on_validated(record)
             self.epoch += 1
-            stop = self.end_of_epoch(record["valid_loss"])
+            self.stopped = self.end_of_epoch(record["valid_loss"])
             record["seconds"] = time.perf_counter() - start
             self.history.append(record)
             self.log(format_epoch(record))
-            if stop:
-                break
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
         self.model.load_state_dict(self.best_state)
         return self.history
 

@@ -4,20 +4,20 @@
         [--set des_std=1.1 ...] [--data-dir DIR] [--results DIR] [--cache-dir DIR] [--device cpu|cuda]
 
 Writes ``<results>/runs/<run-id>/`` atomically (the directory appears complete
-or not at all): ``config.json`` (fully resolved), ``metrics.json`` (test
-split), ``history.csv`` (per epoch), ``best.pt`` (best-validation model, with
-any method state such as Scale-VAE's f_bar) and ``train.log``. A finished run
-is not trained again. The last line printed is the run directory.
+or not at all; see benchmarks/store.py): ``config.json`` (fully resolved),
+``metrics.json`` (test split), ``history.csv`` (per epoch), ``best.pt``
+(best-validation model, with any method state such as Scale-VAE's f_bar) and
+``train.log``. A finished run is not trained again; an interrupted one resumes
+from its last epoch; one that diverges or raises is stored with ``failed.json``
+(exit code 1). The last line printed is the run directory.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import os
 import platform
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,6 +31,7 @@ from . import data, metrics
 from .config import RunConfig, resolve
 from .errors import UserError
 from .protocol import Trainer
+from .store import DONE, FAILED, RunStore, write_json
 
 METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "rec", "elbo"]
 
@@ -70,10 +71,6 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
 
 
-def write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
 def write_history(path: Path, history: list[dict]) -> None:
     columns = list(dict.fromkeys(k for record in history for k in record))
     with open(path, "w", newline="") as fh:
@@ -83,65 +80,80 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 
 def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_dir=None, device=None,
-              download=True, log=print) -> Path:
-    """Train, evaluate and store one run; returns its directory (existing runs are reused)."""
-    runs = Path(results_dir) / "runs"
-    final = runs / config.run_id
-    if (final / "metrics.json").exists():
-        log(f"{config.run_id}: already complete")
-        return final
-    try:
-        runs.mkdir(parents=True, exist_ok=True)
-        partial = Path(runs / f".{config.run_id}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
-    except OSError as error:
-        raise UserError(f"cannot write to results directory {results_dir}: {error.strerror}; pass a writable --results DIR") from None
+              download=True, retry_failed=False, log=print) -> tuple[Path, str]:
+    """Train, evaluate and store one run; returns (its directory, its status).
 
+    A finished run is reused; a failed one is reused unless ``retry_failed``; a run
+    another live process is training is left alone (status "busy"); an interrupted
+    run resumes from its last epoch. A run that diverges or raises is published
+    with ``failed.json`` (status "failed"). Bad user input raises UserError.
+    """
+    store = RunStore(results_dir)
+    status = store.status(config.run_id)
+    if status == DONE or (status == FAILED and not retry_failed):
+        log(f"{config.run_id}: already {status}")
+        return store.final(config.run_id), status
+    store.prepare()
     device = resolve_device(device)
-    logfile = open(partial / "train.log", "w")
+    with store.lock(config.run_id) as acquired:
+        if not acquired:
+            log(f"{config.run_id}: being trained by another process; skipped")
+            return store.final(config.run_id), "busy"
+        if store.status(config.run_id) == DONE:  # finished by another process meanwhile
+            return store.final(config.run_id), DONE
+        workdir = store.start(config.run_id)
+        with open(workdir / "train.log", "a") as logfile:
+            def both(line: str) -> None:
+                log(line)
+                logfile.write(line + "\n")
+                logfile.flush()
+            try:
+                corpus = load_data(config, data_dir, cache_dir, download)
+            except UserError:
+                store.discard(config.run_id)
+                raise
+            write_json(workdir / "config.json", config.to_json())
+            try:
+                result, history = fit_and_evaluate(config, corpus, device, workdir, both)
+            except (KeyboardInterrupt, SystemExit):
+                raise  # keep the partial directory: the next attempt resumes from last.pt
+            except Exception as error:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
+                both(f"FAILED: {type(error).__name__}: {error}")
+                write_json(workdir / "failed.json", {"reason": f"{type(error).__name__}: {error}",
+                                                     "epoch": getattr(error, "epoch", None),
+                                                     "run_id": config.run_id})
+                return store.publish(config.run_id), FAILED
+            write_history(workdir / "history.csv", history)
+            write_json(workdir / "metrics.json", result)
+            both("test: " + " ".join(f"{k}={result[k]:.4g}" for k in METRIC_KEYS if result.get(k) is not None)
+                 + f" train {result['train_seconds']:.0f}s eval {result['eval_seconds']:.0f}s")
+        return store.publish(config.run_id), DONE
 
-    def both(line: str) -> None:
-        log(line)
-        logfile.write(line + "\n")
-        logfile.flush()
 
-    try:
-        corpus = load_data(config, data_dir, cache_dir, download)
-        both(f"{config.run_id}: {corpus.description}; vocabulary {len(corpus.vocab)}, "
-             f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} documents, device {device}")
-        seed_everything(config.seed)
-        model = models.build(config.model, config.profile.architecture(len(corpus.vocab)),
-                             **config.hyperparameters).to(device)
-        trainer = Trainer(model, config.profile, loader(corpus, "train", config, device, True),
-                          loader(corpus, "valid", config, device, False), log=both)
-        start = time.perf_counter()
-        history = trainer.fit()
-        train_seconds = time.perf_counter() - start
+def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> tuple[dict, list[dict]]:
+    """The run itself: train under the protocol (resuming from workdir/last.pt), then evaluate."""
+    log(f"{config.run_id}: {corpus.description}; vocabulary {len(corpus.vocab)}, "
+        f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} documents, device {device}")
+    seed_everything(config.seed)
+    model = models.build(config.model, config.profile.architecture(len(corpus.vocab)),
+                         **config.hyperparameters).to(device)
+    trainer = Trainer(model, config.profile, loader(corpus, "train", config, device, True),
+                      loader(corpus, "valid", config, device, False), log=log)
+    history = trainer.fit(checkpoint=workdir / "last.pt")
+    train_seconds = sum(record["seconds"] for record in history)
+    torch.save({"model": model.state_dict(), "config": config.to_json(), "vocab": corpus.vocab.to_json()},
+               workdir / "best.pt")
 
-        seed_everything(config.seed + 1)  # evaluation randomness independent of training's
-        start = time.perf_counter()
-        test = metrics.evaluate(model, loader(corpus, "test", config, device, False),
-                                config.profile.iw_samples, config.profile.eval_memory_mb)
-        result = {**test, **model.state_summary(), "train_seconds": train_seconds,
-                  "eval_seconds": time.perf_counter() - start, "epochs": trainer.epoch,
-                  "best_epoch": trainer.best_epoch, "device": str(device), "versions": library_versions(),
-                  "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
-                  "profile": config.profile.name, "seed": config.seed}
-        torch.save({"model": model.state_dict(), "config": config.to_json(), "vocab": corpus.vocab.to_json()},
-                   partial / "best.pt")
-        write_json(partial / "config.json", config.to_json())
-        write_history(partial / "history.csv", history)
-        write_json(partial / "metrics.json", result)
-        both("test: " + " ".join(f"{k}={result[k]:.4g}" for k in METRIC_KEYS if result.get(k) is not None)
-             + f" train {train_seconds:.0f}s eval {result['eval_seconds']:.0f}s")
-        logfile.close()
-        os.replace(partial, final)
-    except BaseException:
-        logfile.close()
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return final
+    seed_everything(config.seed + 1)  # evaluation randomness independent of training's
+    start = time.perf_counter()
+    test = metrics.evaluate(model, loader(corpus, "test", config, device, False),
+                            config.profile.iw_samples, config.profile.eval_memory_mb)
+    result = {**test, **model.state_summary(), "train_seconds": train_seconds,
+              "eval_seconds": time.perf_counter() - start, "epochs": trainer.epoch,
+              "best_epoch": trainer.best_epoch, "device": str(device), "versions": library_versions(),
+              "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
+              "profile": config.profile.name, "seed": config.seed}
+    return result, history
 
 
 def load_trained(run_dir, *, data_dir=None, cache_dir=None, device="cpu"):
@@ -163,7 +175,8 @@ def load_trained(run_dir, *, data_dir=None, cache_dir=None, device="cpu"):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="a registered method (python -m models lists them)")
+    parser.add_argument("--model", required=True,
+                        help="a method or a paper row, e.g. 'scale_vae(1.1,1)' (python -m models lists them)")
     parser.add_argument("--dataset", required=True, help="a registered dataset, or a directory with train/valid/test.txt")
     parser.add_argument("--profile", default="quick", help="paper, quick or smoke (benchmarks/profiles.toml)")
     parser.add_argument("--seed", type=int, default=0)
@@ -174,6 +187,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--results", default="results", help="results root (default: results/)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--offline", action="store_true", help="never download missing data; fail with the file's name")
+    parser.add_argument("--retry-failed", action="store_true", help="train again a run recorded as failed")
     return parser.parse_args(argv)
 
 
@@ -181,13 +195,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         config = resolve(args.model, args.dataset, args.profile, args.seed, args.set)
-        run_dir = train_run(config, results_dir=args.results, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                            device=args.device, download=not args.offline)
+        run_dir, status = train_run(config, results_dir=args.results, data_dir=args.data_dir,
+                                    cache_dir=args.cache_dir, device=args.device, download=not args.offline,
+                                    retry_failed=args.retry_failed)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(run_dir)
-    return 0
+    return {DONE: 0, FAILED: 1}.get(status, 3)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,13 @@ class TextVAE(nn.Module):
     def on_validated(self, record: dict) -> None:
         """Called with each epoch's history record once validation metrics are in it."""
 
+    def resume_state(self) -> dict:
+        """Python-side training state (not in the state_dict) that a resumed run needs."""
+        return {}
+
+    def load_resume_state(self, state: dict) -> None:
+        pass
+
     def state_summary(self) -> dict[str, float]:
         """Method state worth recording per epoch and in the final metrics."""
         return {}

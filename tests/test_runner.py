@@ -1,0 +1,103 @@
+"""The experiment runner: plans, parallel sweeps, reuse of finished runs, the Dask backend."""
+import json
+
+import pytest
+
+from benchmarks import plan, run
+from benchmarks.config import load_profile
+from benchmarks.errors import UserError
+
+TIMING = {"train_seconds", "eval_seconds"}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_every_experiment_resolves_on_every_profile(profile, capsys):
+    planned = plan.plan(profile)
+    assert {p.experiment for p in planned} == set(plan.available())
+    assert run.main(["--profile", profile, "--dry-run", "--results", "/nonexistent/never-written"]) == 0
+    assert "distinct runs" in capsys.readouterr().out
+
+
+def test_identical_configurations_across_experiments_are_one_run():
+    table1 = plan.unique_runs(plan.plan("quick", ["table1"]))
+    both = plan.unique_runs(plan.plan("quick", ["table1", "table2"]))
+    assert [c.run_id for c in both] == [c.run_id for c in table1]  # Table 2 trains nothing new
+    table3 = {p.row: p.run_id for p in plan.expand("table3", "quick") if p.seed == 0}
+    table1_yahoo = {p.row: p.run_id for p in plan.expand("table1", "quick") if p.seed == 0 and p.dataset == "yahoo_small"}
+    assert table3["scale_vae(1.1,1)"] == table1_yahoo["scale_vae(1.1,1|1.1,7)"]
+
+
+def test_experiment_settings_apply_per_profile_dataset_and_grid():
+    yelp = [p for p in plan.expand("table1", "quick", seeds=1) if p.dataset == "yelp_small"][0]
+    assert yelp.config.profile.train_docs == 6000
+    yahoo = [p for p in plan.expand("table1", "quick", seeds=1) if p.dataset == "yahoo_small"][0]
+    assert yahoo.config.profile == load_profile("quick")
+    latent = plan.expand("latent_space", "quick", seeds=1)
+    assert {p.config.profile.batching for p in latent} == {"random", "resplit", "by_label"}
+    assert {p.config.profile.nz for p in latent} == {2} and len(latent) == 6
+
+
+def sweep(tmp_path, data_dir, results, *extra):
+    return run.main(["--profile", "smoke", "--only", "table1", "--models", "vae,lstm_lm", "--seeds", "2",
+                     "--results", str(tmp_path / results), "--data-dir", str(data_dir),
+                     "--cache-dir", str(tmp_path / "cache"), "--offline", *extra])
+
+
+def finished(tmp_path, results):
+    return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / results / "runs").glob("*/metrics.json")}
+
+
+def test_a_sweep_with_two_workers_trains_each_run_once(tmp_path, data_dir, capsys):
+    assert sweep(tmp_path, data_dir, "r", "--jobs", "2") == 0
+    runs = finished(tmp_path, "r")
+    expected = {c.run_id for c in plan.unique_runs(plan.plan("smoke", ["table1"], 2, ["vae", "lstm_lm"]))}
+    assert set(runs) == expected and len(expected) == 4
+    assert "[done]" in capsys.readouterr().out
+    stamps = {p: (tmp_path / "r" / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs}
+    assert sweep(tmp_path, data_dir, "r", "--jobs", "2") == 0
+    assert "0 to train" in capsys.readouterr().out
+    assert stamps == {p: (tmp_path / "r" / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs}
+
+
+def test_the_dask_backend_gives_the_same_results_as_the_local_one(tmp_path, data_dir):
+    distributed = pytest.importorskip("distributed")
+    assert sweep(tmp_path, data_dir, "local", "--jobs", "2") == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert sweep(tmp_path, data_dir, "dask", "--jobs", "2", "--backend", "dask", "--scheduler", cluster.scheduler_address) == 0
+    local, remote = finished(tmp_path, "local"), finished(tmp_path, "dask")
+    assert set(local) == set(remote) and len(local) == 4
+    for run_id in local:
+        assert {k: v for k, v in local[run_id].items() if k not in TIMING} == \
+               {k: v for k, v in remote[run_id].items() if k not in TIMING}
+
+
+def test_failures_are_listed_and_make_the_exit_code_non_zero(tmp_path, data_dir, capsys, monkeypatch):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "boom.toml").write_text(
+        'rows = ["vae"]\nseeds = 1\n[datasets]\nsmoke = ["yahoo_small"]\n'
+        '[settings.smoke]\nlr = 1e30\nclip = 1e30\noptimizer = "sgd"\nmax_epochs = 1\n')
+    monkeypatch.setattr(plan, "EXPERIMENTS_DIR", tmp_path / "exp")
+    code = run.main(["--profile", "smoke", "--only", "boom", "--results", str(tmp_path / "r"), "--data-dir", str(data_dir),
+                     "--cache-dir", str(tmp_path / "cache"), "--offline", "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert code == 1 and "1 failed" in out and "loss became" in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--only", "table9"], "unknown experiment 'table9'"),
+    (["--models", "nope"], "'nope' is in none of the selected experiments"),
+    (["--backend", "dask"], "needs --scheduler"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--profile", "huge"], "unknown profile 'huge'"),
+])
+def test_bad_input_gives_one_line_and_exit_code_2(args, fragment, capsys):
+    assert run.main(["--dry-run", "--profile", "smoke", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err
+
+
+def test_malformed_experiment_file_is_named(tmp_path, monkeypatch):
+    (tmp_path / "bad.toml").write_text("rows = [\n")
+    monkeypatch.setattr(plan, "EXPERIMENTS_DIR", tmp_path)
+    with pytest.raises(UserError, match="bad.toml: malformed TOML"):
+        plan.expand("bad", "smoke")
