@@ -1,31 +1,22 @@
 #!/usr/bin/env bash
-# The main job: bootstraps .venv, trains the core experiment, prints the summary.
-#   ./run_all.sh [--profile quick|paper|smoke] [--seeds N] [any benchmarks.train option, e.g. --data-dir DIR]
-# Core experiment (issue 2): LSTM-LM, VAE and Scale-VAE(0.7, 1) on Yahoo
-# (yahoo_small at CPU scale, the full yahoo set with --profile paper).
+# The main job: bootstraps .venv, runs every experiment over 5 seeds, then summarises.
+#   ./run_all.sh                      profile quick on a machine without a GPU, paper with one
+#   ./run_all.sh --profile paper      the published setting on every visible GPU
+#   ./run_all.sh --only core --seeds 2 --jobs 2 ...   any option of python -m benchmarks.run
+# Data: --data-dir DIR or $VAEBENCH_DATA_DIR (default ./data; missing files are downloaded).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/bootstrap.sh"
 
-profile=quick seeds=2 results=results extra=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --profile) profile="$2"; shift 2 ;;
-    --seeds) seeds="$2"; shift 2 ;;
-    --results) results="$2"; shift 2 ;;
-    *) extra+=("$1"); shift ;;
-  esac
+results=results
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  [ "${args[$i]}" = --results ] && results="${args[$((i + 1))]}"
 done
-dataset=yahoo_small
-[ "$profile" = paper ] && dataset=yahoo
 
 start=$(date +%s)
-for seed in $(seq 0 $((seeds - 1))); do
-  for model in lstm_lm vae scale_vae; do
-    set=()
-    [ "$model" = scale_vae ] && set=(--set des_std=0.7 f_epo=1)
-    python -m benchmarks.train --model "$model" --dataset "$dataset" --profile "$profile" --seed "$seed" \
-      --results "$results" "${set[@]}" "${extra[@]}"
-  done
-done
-python -m benchmarks.summarize --results "$results"
+status=0
+python -m benchmarks.run "$@" || status=$?
+[ "$status" -eq 2 ] && exit 2  # bad input: the runner said why
+python -m benchmarks.summarize --results "$results" || true
 echo "wall time: $(( $(date +%s) - start )) s"
+exit "$status"

@@ -99,11 +99,17 @@ def expand(name: str, profile: str, seeds: int | None = None) -> list[PlannedRun
 
 
 def plan(profile: str, experiments: list[str] | None = None, seeds: int | None = None,
-         models: list[str] | None = None) -> list[PlannedRun]:
-    """The runs of several experiments; ``models`` keeps rows whose name or method is listed."""
+         models: list[str] | None = None, datasets: list[str] | None = None) -> list[PlannedRun]:
+    """The runs of several experiments; ``models`` keeps rows whose name or method is listed,
+    ``datasets`` the runs on those datasets."""
     planned = []
     for name in experiments or available():
         planned += expand(name, profile, seeds)
+    if datasets:
+        unknown = [d for d in datasets if not any(p.dataset == d for p in planned)]
+        if unknown:
+            raise UserError(f"--datasets: {unknown[0]!r} is used by none of the selected experiments")
+        planned = [p for p in planned if p.dataset in datasets]
     if models:
         unknown = [m for m in models if not any(p.row == m or p.config.model == m for p in planned)]
         if unknown:

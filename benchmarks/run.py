@@ -1,7 +1,7 @@
 """Run experiments: every configuration over its seeds, in parallel, resumable.
 
     python -m benchmarks.run --profile quick [--only table1,table3] [--models vae,scale_vae]
-        [--seeds 5] [--jobs N] [--runs-per-device K] [--dry-run] [--retry-failed]
+        [--datasets yahoo_small] [--seeds 5] [--jobs N] [--runs-per-device K] [--dry-run] [--retry-failed]
         [--backend loky|dask --scheduler ADDRESS] [--data-dir DIR] [--results DIR] [--cache-dir DIR]
 
 joblib drives the runs. On GPUs, runs spread over every visible device, K at a
@@ -33,6 +33,21 @@ from .store import DONE, FAILED, RunStore
 from .train import train_run
 
 SUMMARY_KEYS = ("nll", "kl", "mi", "au")
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """Split a comma-separated option, keeping commas inside parentheses: 'vae,mae(1,0.2)'."""
+    if not text:
+        return None
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return items + [current.strip()] if current.strip() else items
 
 
 def run_one(config_json: dict, options: dict, devices=None, threads: int = 0) -> dict:
@@ -145,6 +160,7 @@ def parse_args(argv=None):
     parser.add_argument("--only", default=None, help="comma-separated experiments (default: all): "
                                                      + ", ".join(planning.available()))
     parser.add_argument("--models", default=None, help="comma-separated rows or methods to keep")
+    parser.add_argument("--datasets", default=None, help="comma-separated datasets to keep")
     parser.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each experiment")
     parser.add_argument("--jobs", type=int, default=0, help="CPU workers (default: one per core)")
     parser.add_argument("--runs-per-device", type=int, default=1, help="concurrent runs per GPU")
@@ -171,9 +187,9 @@ def main(argv=None) -> int:
             raise UserError("--jobs must be >= 0 and --runs-per-device >= 1")
         profile = args.profile or ("paper" if torch.cuda.is_available() else "quick")
         load_profile(profile)  # an unknown profile is named before any experiment is read
-        only = args.only.split(",") if args.only else None
-        models = args.models.split(",") if args.models else None
-        planned = planning.plan(profile, only, args.seeds, models)
+        only, models = split_list(args.only), split_list(args.models)
+        datasets = split_list(args.datasets)
+        planned = planning.plan(profile, only, args.seeds, models, datasets)
         configs = planning.unique_runs(planned)
         store = RunStore(args.results)
         if args.dry_run:

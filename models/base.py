@@ -4,7 +4,8 @@ A method says only what makes it different, by overriding one or more hooks
 (in the spirit of disentanglement_lib's ``regularizer``):
 
 - ``transform_posterior(q)``: change the encoder's posterior (BN-VAE, delta-VAE);
-  the result is the q of the KL term.
+  the result is the q of the KL term. ``posterior(batch, kl_weight)`` as a whole
+  for methods that compute it differently (SA-VAE's refinement).
 - ``decoder_posterior(q)``: the posterior the decoder samples from, if it
   differs from the KL's (Scale-VAE's scaled mean).
 - ``regularizer(q)``: the batch's KL-like term, multiplied by the KL weight
@@ -138,15 +139,19 @@ class TextVAE(nn.Module):
         return terms
 
     # ---------------------------------------------------------------- shared
-    def posterior(self, batch) -> DiagonalGaussian:
-        """q(z|x) of the KL term: the encoder's output after ``transform_posterior``."""
+    def posterior(self, batch, kl_weight: float = 1.0) -> DiagonalGaussian:
+        """q(z|x) of the KL term: the encoder's output after ``transform_posterior``.
+
+        ``kl_weight`` is the weight the objective currently gives the KL term
+        (SA-VAE refines the posterior against that objective); evaluation uses 1.
+        """
         return self.transform_posterior(self.encoder(batch.tokens, batch.lengths))
 
     def loss(self, batch, kl_weight: float) -> LossTerms:
         if not self.has_latent:
             rec = -self.decoder.log_likelihood(batch.tokens, batch.lengths, None)[:, 0]
             return LossTerms(rec.mean(), rec, torch.zeros_like(rec))
-        q = self.posterior(batch)
+        q = self.posterior(batch, kl_weight)
         z = self.decoder_posterior(q).rsample(1)
         rec = -self.decoder.log_likelihood(batch.tokens, batch.lengths, z)[:, 0]
         kl = q.kl_to_standard_normal().sum(-1)

@@ -1,7 +1,15 @@
 """Shared test fixtures: the read-only data mirror and a private cache/results dir."""
+import os
 from pathlib import Path
 
 import pytest
+
+# Tiny test models run many times faster on one thread per process, and the CLI
+# subprocesses of the tests inherit this; CI has 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"

@@ -101,3 +101,11 @@ def test_malformed_experiment_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(plan, "EXPERIMENTS_DIR", tmp_path)
     with pytest.raises(UserError, match="bad.toml: malformed TOML"):
         plan.expand("bad", "smoke")
+
+
+def test_model_lists_keep_the_commas_of_the_paper_rows():
+    assert run.split_list("vae, mae(1,0.2|2,0.2),scale_vae*(0.7,1|1.1,7)") == \
+        ["vae", "mae(1,0.2|2,0.2)", "scale_vae*(0.7,1|1.1,7)"]
+    assert run.split_list(None) is None
+    planned = plan.plan("smoke", ["table1"], 1, run.split_list("mae(1,0.2|2,0.2),vae"))
+    assert {p.row for p in planned} == {"mae(1,0.2|2,0.2)", "vae"}

@@ -70,3 +70,12 @@ def test_listing_shows_every_method_and_row():
     for name in models.METHODS:
         assert f"\n{name} " in out
     assert "scale_vae*(0.7,1|1.1,7)" in out and "yahoo: anneal=False, des_std=0.7" in out
+
+
+def test_no_hyperparameter_shadows_a_profile_value():
+    """--set routes a key to the model first: a method field named like a profile field would hide it."""
+    from benchmarks.config import profile_fields
+    from models.registry import field_types
+
+    for name in models.METHODS:
+        assert not set(field_types(name)) & set(profile_fields()), name
