@@ -79,3 +79,20 @@ def test_no_hyperparameter_shadows_a_profile_value():
 
     for name in models.METHODS:
         assert not set(field_types(name)) & set(profile_fields()), name
+
+
+@pytest.mark.parametrize("row", variants.table_rows()["table1"])
+def test_every_table1_row_trains_a_smoke_epoch_with_finite_metrics(row, tmp_path, data_dir):
+    import json
+    import math
+
+    from benchmarks.train import train_run
+
+    settings = ["max_epochs=1"] + (["steps=2"] if row.startswith("sa_vae") else [])
+    config = resolve(row, "yahoo_small", "smoke", 0, settings)
+    path, status = train_run(config, results_dir=tmp_path, data_dir=data_dir, cache_dir=tmp_path / "cache",
+                             device="cpu", download=False, log=lambda line: None)
+    assert status == "done"
+    metrics = json.loads((path / "metrics.json").read_text())
+    for key in ("nll", "nll_unit_prior", "rec", "ppl") + (() if row == "lstm_lm" else ("kl", "mi", "au")):
+        assert math.isfinite(metrics[key]), (row, key)
