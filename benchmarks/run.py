@@ -29,7 +29,7 @@ from tqdm import tqdm
 from . import plan as planning
 from .config import RunConfig, load_profile
 from .errors import UserError
-from .store import DONE, FAILED, RunStore
+from .store import DONE, FAILED, RunStore, read_json
 from .train import train_run
 
 SUMMARY_KEYS = ("nll", "kl", "mi", "au")
@@ -79,7 +79,8 @@ def estimate_seconds(configs: list[RunConfig], store: RunStore) -> float | None:
     """Time left: each pending run costs what finished runs of its method and dataset cost on average."""
     by_kind: dict[tuple, list[float]] = {}
     for path in store.root.glob("*/metrics.json"):
-        m = json.loads(path.read_text())
+        if (m := read_json(path)) is None:
+            continue
         by_kind.setdefault((m["model"], m["dataset"], m["profile"]), []).append(m["train_seconds"] + m["eval_seconds"])
     every = [t for times in by_kind.values() for t in times]
     if not every:
@@ -208,7 +209,7 @@ def main(argv=None) -> int:
                "download": not args.offline, "retry_failed": args.retry_failed}
     results = execute(todo, args, options) if todo else []
     failed = [r for r in results if r["status"] == FAILED] + [
-        {"run_id": c.run_id, "reason": json.loads((store.final(c.run_id) / "failed.json").read_text())["reason"]}
+        {"run_id": c.run_id, "reason": (read_json(store.final(c.run_id) / "failed.json") or {}).get("reason", "?")}
         for c in configs if c not in todo and store.status(c.run_id) == FAILED]
     busy = [r for r in results if r["status"] == "busy"]
     print(f"finished: {sum(r['status'] == DONE for r in results)} trained, {len(failed)} failed, {len(busy)} busy elsewhere")

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +24,20 @@ DONE, FAILED, PARTIAL, PENDING = "done", "failed", "partial", "pending"
 
 
 def write_json(path: Path, value) -> None:
-    """Write JSON atomically (a temporary file renamed into place)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (data.atomic_write: a temporary file renamed into place)."""
+    from .data import atomic_write  # data is heavy to import; the store alone is not
+
+    atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> dict | None:
+    """A run file's JSON, or None (with one line on stderr) if it is unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        print(f"warning: {path} is unreadable ({type(error).__name__}); delete its run directory to re-run it",
+              file=sys.stderr)
+        return None
 
 
 def process_alive(pid: int) -> bool:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -17,11 +18,16 @@ from .errors import UserError
 DEFAULT_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "f_mean", "train_seconds", "eval_seconds"]
 
 
+@functools.cache
+def profile_values(name: str) -> dict:
+    return vars(load_profile(name))
+
+
 def configuration_label(config: dict) -> str:
     """model(hyperparameters) [profile values that differ from the named profile]."""
     hp = ",".join(f"{k}={v}" for k, v in config["hyperparameters"].items() if k != "anneal" or not v)
     label = f"{config['model']}({hp})" if hp else config["model"]
-    base = vars(load_profile(config["profile"]["name"]))
+    base = profile_values(config["profile"]["name"])
     changed = ",".join(f"{k}={v}" for k, v in sorted(config["profile"].items()) if base.get(k, v) != v and k != "description")
     return f"{label} [{changed}]" if changed else label
 

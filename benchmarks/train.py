@@ -110,7 +110,8 @@ def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_
             try:
                 corpus = load_data(config, data_dir, cache_dir, download)
             except UserError:
-                store.discard(config.run_id)
+                if not (workdir / "last.pt").exists():  # keep an interrupted run's checkpoint
+                    store.discard(config.run_id)
                 raise
             write_json(workdir / "config.json", config.to_json())
             try:
