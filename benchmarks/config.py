@@ -94,13 +94,27 @@ def available_profiles() -> list[str]:
         return list(tomllib.load(fh))
 
 
-def load_profile(name: str, overrides: dict[str, object] | None = None) -> Profile:
-    """The named profile of profiles.toml with ``overrides`` applied (strings are parsed)."""
+def _profile_table(name: str) -> dict:
     with open(PROFILES_FILE, "rb") as fh:
         table = tomllib.load(fh)
     if name not in table:
         raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(table)}")
-    values = dict(table[name])
+    return table[name]
+
+
+def method_defaults(profile: str, method: str) -> dict:
+    """A profile's own defaults for one method's hyperparameters (``[PROFILE.methods.METHOD]``),
+    e.g. fewer SA-VAE refinement steps at CPU scale; a row's values and ``--set`` win over them."""
+    methods = _profile_table(profile).get("methods", {})
+    unknown = sorted(set(methods) - set(models.METHODS))
+    if unknown:
+        raise UserError(f"{PROFILES_FILE.name}: [{profile}.methods.{unknown[0]}] names no registered method")
+    return dict(methods.get(method, {}))
+
+
+def load_profile(name: str, overrides: dict[str, object] | None = None) -> Profile:
+    """The named profile of profiles.toml with ``overrides`` applied (strings are parsed)."""
+    values = {k: v for k, v in _profile_table(name).items() if k != "methods"}
     fields = profile_fields()
     for key, value in (overrides or {}).items():
         if key not in fields:
@@ -174,7 +188,8 @@ def resolve(model: str, dataset: str, profile: str, seed: int, settings: list[st
     variant = variants.parse(model)
     family = data.get_dataset(dataset).family
     profile_overrides, hyper_overrides = split_overrides(variant.method, settings or [])
-    hp = models.hyperparameters(variant.method, **{**variant.hyperparameters(family), **hyper_overrides})
+    hp = models.hyperparameters(variant.method, **{**method_defaults(profile, variant.method),
+                                                   **variant.hyperparameters(family), **hyper_overrides})
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
     return RunConfig(variant.method, dataclasses.asdict(hp), dataset, load_profile(profile, profile_overrides), seed)

@@ -26,6 +26,8 @@ import joblib
 import torch
 from tqdm import tqdm
 
+import models
+
 from . import plan as planning
 from .config import RunConfig, load_profile
 from .errors import UserError
@@ -117,8 +119,17 @@ def workers(args) -> tuple[int, int, list[str] | None]:
     return jobs, max(1, (os.cpu_count() or 1) // jobs), None
 
 
+def costliest_first(configs: list[RunConfig]) -> list[RunConfig]:
+    """Longest runs first, so that no worker is left with a long run at the end of a sweep."""
+    def cost(c: RunConfig) -> float:
+        method = models.registry.method(c.model)
+        return method.relative_cost(models.hyperparameters(c.model, **c.hyperparameters)) * c.profile.max_epochs
+    return sorted(configs, key=cost, reverse=True)  # stable: plan order among equals
+
+
 def execute(todo: list[RunConfig], args, options: dict) -> list[dict]:
     jobs, threads, slots = workers(args)
+    todo = costliest_first(todo)
     devices = None
     if slots:
         import multiprocessing

@@ -73,6 +73,10 @@ class AggVAE(TextVAE):
     Hyperparameters = AggHyperparameters
     positional = ()
 
+    @classmethod
+    def relative_cost(cls, hp: AggHyperparameters) -> float:
+        return 3.0  # the aggressive epoch(s) take up to 99 encoder steps per batch
+
     def __init__(self, arch, hparams=None):
         super().__init__(arch, hparams)
         self.aggressive = True

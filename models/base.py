@@ -84,6 +84,11 @@ class TextVAE(nn.Module):
     Hyperparameters: ClassVar[type] = Hyperparameters
     positional: ClassVar[tuple[str, ...]] = ()  # order of the values in the paper's brackets, e.g. ("des_std", "f_epo")
     has_latent: ClassVar[bool] = True
+
+    @classmethod
+    def relative_cost(cls, hp: Hyperparameters) -> float:
+        """Training cost per epoch relative to a VAE's (the runner starts costly runs first)."""
+        return 1.0
     Decoder: ClassVar[type] = LSTMDecoder
 
     def __init__(self, arch: Architecture, hparams: Hyperparameters | None = None):

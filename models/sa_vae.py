@@ -114,6 +114,10 @@ class SAVAE(TextVAE):
     Hyperparameters = SAHyperparameters
     positional = ("steps",)
 
+    @classmethod
+    def relative_cost(cls, hp: SAHyperparameters) -> float:
+        return 1.0 + 3.0 * hp.steps  # each SVI step: a forward, a backward and a second-order pass
+
     def refine(self, batch, q0: DiagonalGaussian, kl_weight: float) -> DiagonalGaussian:
         """K SVI steps from q0. Differentiable end to end when gradients are on at the call."""
         through = torch.is_grad_enabled()

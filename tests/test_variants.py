@@ -39,6 +39,13 @@ def test_the_same_configuration_under_two_names_is_one_run():
     assert a.run_id != resolve("scale_vae*(0.7,1)", "yahoo_small", "quick", 3).run_id
 
 
+def test_a_profile_sets_method_defaults_that_rows_and_set_override():
+    assert resolve("sa_vae", "yahoo_small", "quick", 0).hyperparameters["steps"] == 2  # [quick.methods.sa_vae]
+    assert resolve("sa_vae", "yahoo_small", "paper", 0).hyperparameters["steps"] == 20  # the published K
+    assert resolve("sa_vae", "yahoo_small", "quick", 0, ["steps=7"]).hyperparameters["steps"] == 7
+    assert resolve("vae", "yahoo_small", "quick", 0).hyperparameters == resolve("vae", "yahoo_small", "paper", 0).hyperparameters
+
+
 @pytest.mark.parametrize("spec, fragment", [
     ("scale_vae(1,2,3)", "at most 2 bracketed values"),
     ("scale_vae(fast)", "'fast' is not a number"),
