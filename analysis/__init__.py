@@ -1,0 +1,1 @@
+"""Figures and tables built from the benchmark's finished runs."""

@@ -1,0 +1,113 @@
+"""The paper's qualitative claims, checked one by one on the reproduced numbers.
+
+Each claim is data: the table, the cells it compares, and how. A claim that
+compares two methods is decided by a Welch t-test over seeds (scipy): it holds
+when the difference has the claimed sign and p < ALPHA. A claim about one
+cell compares its mean with a threshold. A claim whose cells have no finished
+run is "not run".
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from .tables import Table
+
+ALPHA = 0.05
+HOLDS, FAILS, NOT_RUN = "holds", "does not hold", "not run"
+SCALE_BEST = "scale_vae(1.1,1|1.1,7)"  # the paper's best Scale-VAE setting (Tables 1 and 2)
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    table: str
+    column: str
+    row: str
+    kind: str  # "lowest"/"highest" among the table's rows, "less"/"greater" than `other`, "at_most"/"at_least" `bound`
+    other: str = ""
+    bound: float = math.nan
+
+
+CLAIMS = [
+    Claim("Scale-VAE(1.1, 1) has the lowest NLL of Table 1 on Yahoo", "table1", "yahoo_nll", SCALE_BEST, "lowest"),
+    Claim("Scale-VAE(1.1, 7) has the lowest NLL of Table 1 on Yelp", "table1", "yelp_nll", SCALE_BEST, "lowest"),
+    Claim("Scale-VAE(1.1, 1) has a lower NLL than VAE on Yahoo", "table1", "yahoo_nll", SCALE_BEST, "less", "vae"),
+    Claim("Scale-VAE(1.1, 7) has a lower NLL than VAE on Yelp", "table1", "yelp_nll", SCALE_BEST, "less", "vae"),
+    Claim("Scale-VAE(1.1, 1) has a lower NLL than BN-VAE(0.6) on Yahoo", "table1", "yahoo_nll", SCALE_BEST, "less", "bn_vae(0.6)"),
+    Claim("Vanilla VAE's AU is near 0 on Yahoo (posterior collapse; AU <= 1)", "table1", "yahoo_au", "vae", "at_most", bound=1),
+    Claim("Vanilla VAE's AU is near 0 on Yelp (AU <= 1)", "table1", "yelp_au", "vae", "at_most", bound=1),
+    Claim("Vanilla VAE's KL is near 0 on Yahoo (KL <= 0.5)", "table1", "yahoo_kl", "vae", "at_most", bound=0.5),
+    Claim("Scale-VAE keeps all 32 units active on Yahoo", "table1", "yahoo_au", SCALE_BEST, "at_least", bound=32),
+    Claim("Scale-VAE keeps all 32 units active on Yelp", "table1", "yelp_au", SCALE_BEST, "at_least", bound=32),
+    Claim("Scale-VAE has a higher MI than BN-VAE(0.6) on Yahoo", "table1", "yahoo_mi", SCALE_BEST, "greater", "bn_vae(0.6)"),
+    Claim("Scale-VAE has a higher MI than BN-VAE(0.6) on Yelp", "table1", "yelp_mi", SCALE_BEST, "greater", "bn_vae(0.6)"),
+    Claim("Scale-VAE has the highest MI of Table 1 on Yahoo", "table1", "yahoo_mi", SCALE_BEST, "highest"),
+    Claim("BN-VAE(0.0, 0.7) carries no information: MI near 0 on Yahoo (MI <= 0.5)", "table1", "yahoo_mi", "bn_vae(0.0,0.7)", "at_most", bound=0.5),
+    Claim("BN-VAE(0.0, 0.7) has no active unit on Yahoo (AU <= 1)", "table1", "yahoo_au", "bn_vae(0.0,0.7)", "at_most", bound=1),
+    Claim("δ-VAE(0.1) carries no information: MI near 0 on Yahoo (MI <= 0.5)", "table1", "yahoo_mi", "delta_vae(0.1)", "at_most", bound=0.5),
+    Claim("Scale-VAE trains faster than VAE on Yahoo (Table 2)", "table2", "yahoo_hours", SCALE_BEST, "less", "vae"),
+    Claim("Scale-VAE trains faster than VAE on Yelp (Table 2)", "table2", "yelp_hours", SCALE_BEST, "less", "vae"),
+    Claim("Scale-VAE trains faster than BN-VAE on Yahoo (Table 2)", "table2", "yahoo_hours", SCALE_BEST, "less", "bn_vae(0.6)"),
+    Claim("des_std 1.3, f_epo 3 gives the lowest NLL of the Table 3 grid", "table3", "yahoo_nll", "scale_vae(1.3,3)", "lowest"),
+    Claim("Scale-VAE beats BN-VAE in the linear probe with 100 labels", "table4", "acc_100", "scale_vae(0.7,1)", "greater", "bn_vae(0.6)"),
+    Claim("Scale-VAE beats VAE in the linear probe with 100 labels", "table4", "acc_100", "scale_vae(0.7,1)", "greater", "vae"),
+    Claim("Scale-VAE has the best linear probe with 100 labels (Table 4)", "table4", "acc_100", "scale_vae(0.7,1)", "highest"),
+    Claim("Scale-VAE's generations are more diverse than BN-VAE's (Dist-1)", "table5", "dist1", "scale_vae(1.1,1)", "greater", "bn_vae(0.6)"),
+    Claim("Scale-VAE's generations have a higher unigram entropy than BN-VAE's", "table5", "entropy", "scale_vae(1.1,1)", "greater", "bn_vae(0.6)"),
+    Claim("BN-VAE's generations have a lower PPL than Scale-VAE's (the paper's one concession)", "table5", "ppl", "bn_vae(0.6)", "less", "scale_vae(1.1,1)"),
+]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    verdict: str
+    evidence: str
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Welch t-test p-value (nan with fewer than two seeds on a side or no variance)."""
+    if a.size < 2 or b.size < 2 or (a.std() == 0 and b.std() == 0):
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def compare(a: np.ndarray, b: np.ndarray, want_less: bool) -> tuple[str, str]:
+    difference = a.mean() - b.mean()
+    right_sign = difference < 0 if want_less else difference > 0
+    p = welch(a, b)
+    evidence = f"{a.mean():.3g} vs {b.mean():.3g} (n={a.size}/{b.size}, Welch p={p:.3g})"
+    if right_sign and (p < ALPHA or (math.isnan(p) and a.std() == b.std() == 0)):
+        return HOLDS, evidence
+    return FAILS, evidence + ("; right direction but not significant" if right_sign else "")
+
+
+def check(claim: Claim, table: Table | None) -> Verdict:
+    values = table.cell(claim.row, claim.column) if table else np.array([])
+    if not values.size:
+        return Verdict(claim, NOT_RUN, "no finished run")
+    if claim.kind in ("at_most", "at_least"):
+        mean = values.mean()
+        ok = mean <= claim.bound if claim.kind == "at_most" else mean >= claim.bound
+        return Verdict(claim, HOLDS if ok else FAILS, f"mean {mean:.3g} (n={values.size}), bound {claim.bound:g}")
+    if claim.kind in ("less", "greater"):
+        other = table.cell(claim.other, claim.column)
+        if not other.size:
+            return Verdict(claim, NOT_RUN, f"no finished run of {claim.other}")
+        return Verdict(claim, *compare(values, other, claim.kind == "less"))
+    # lowest / highest: the row's mean is the best, and significantly better than the runner-up
+    rivals = {r: table.cell(r, claim.column) for r in table.rows if r != claim.row and table.cell(r, claim.column).size}
+    if not rivals:
+        return Verdict(claim, NOT_RUN, "no other row to compare with")
+    pick = min if claim.kind == "lowest" else max
+    runner_up = pick(rivals, key=lambda r: rivals[r].mean())
+    verdict, evidence = compare(values, rivals[runner_up], claim.kind == "lowest")
+    return Verdict(claim, verdict, f"{evidence}; best rival {runner_up}")
+
+
+def check_all(tables: dict[str, Table]) -> list[Verdict]:
+    return [check(c, tables.get(c.table)) for c in CLAIMS]

@@ -1,0 +1,247 @@
+"""Figures of the reproduction, drawn from the frame of planned runs.
+
+``runs`` has one row per planned run with at least ``experiment``, ``row``, ``method``,
+``dataset``, ``setting``, ``seed``, ``run_id``, ``status`` and ``run_dir`` (meaningful when
+status is "done"). Every figure is written to ``out_dir`` as PNG (150 dpi) and PDF, and each
+function returns the paths it wrote:
+
+- ``latent_space``: the paper's synthetic latent-space experiment (posterior means per model and
+  mini-batch partitioning, coloured by Gaussian component, with their silhouette score);
+- ``training_curves``: validation KL, MI and AU per epoch, one line per row;
+- ``paper_comparison_bars``: reproduced numbers next to the paper's, per dataset and metric.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import data  # noqa: E402
+from benchmarks.train import load_trained  # noqa: E402
+
+# The paper's three mini-batch partitionings (data distribution / splitting), in its order.
+MODES = {"batching=random": "random / unchanged", "batching=resplit": "random / resplit",
+         "batching=by_label": "one component per batch / unchanged"}
+CURVES = {"valid_kl": "validation KL", "valid_mi": "validation MI", "valid_au": "validation AU"}
+MAX_LATENT_DOCS = 2000
+COMPONENT_COLOURS = np.array(sns.color_palette("tab20", 20))  # a component k gets colour k (16 used)
+STYLE = "whitegrid"
+
+
+def save(fig, out_dir, stem: str) -> list[Path]:
+    """Write ``fig`` as ``stem.png`` and ``stem.pdf`` in ``out_dir`` and close it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.{ext}" for ext in ("png", "pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    return runs[(runs["experiment"] == experiment) & (runs["status"] == "done")]
+
+
+def row_label(row: str, setting) -> str:
+    return f"{row} [{setting}]" if isinstance(setting, str) and setting else row
+
+
+# --------------------------------------------------------------------------- latent space
+
+
+def silhouette(points, labels) -> float:
+    """Mean silhouette score (Rousseeuw 1987) with Euclidean distances.
+
+    Per point, s = (b - a) / max(a, b), where a is its mean distance to the other members of its
+    group and b the smallest mean distance to the members of another group; a point alone in its
+    group scores 0 (as in scikit-learn). Near 1: compact, well separated groups; near 0 or below:
+    groups mixed together. NaN with fewer than two groups.
+    """
+    x = torch.as_tensor(np.asarray(points, dtype=np.float64))
+    groups = torch.as_tensor(np.unique(np.asarray(labels), return_inverse=True)[1].reshape(-1))
+    k = int(groups.max()) + 1 if len(groups) else 0
+    if k < 2:
+        return float("nan")
+    member = torch.nn.functional.one_hot(groups, k).double()  # [n, k]
+    sums = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") @ member  # [n, k] distance sums
+    sizes = member.sum(0)
+    own = sizes[groups]
+    a = sums.gather(1, groups[:, None]).squeeze(1) / (own - 1).clamp_min(1)
+    b = (sums / sizes).scatter(1, groups[:, None], math.inf).min(1).values
+    top = torch.maximum(a, b)
+    scores = torch.where((own > 1) & (top > 0), (b - a) / top.clamp_min(1e-300), torch.zeros_like(a))
+    return scores.mean().item()
+
+
+def decoder_means(run_dir, *, data_dir=None, cache_dir=None, limit: int = MAX_LATENT_DOCS):
+    """(means [n, nz], labels [n]) for the first ``limit`` test documents of a finished run: the mean
+    of the posterior the decoder consumes (Scale-VAE: f_bar * mu; BN-VAE: the normalised mu)."""
+    model, corpus, _ = load_trained(run_dir, data_dir=data_dir, cache_dir=cache_dir)
+    labels = corpus.labels("test")
+    if labels is None:
+        raise ValueError(f"run {Path(run_dir).name}: the test split of {corpus.name} has no labels")
+    batches = data.BatchLoader(corpus.encoded("test")[:limit], 256, pad_id=corpus.vocab.pad_id,
+                               labels=labels[:limit], mode="length", shuffle=False)
+    means, components = [], []
+    with torch.no_grad():
+        for batch in batches:
+            means.append(model.decoder_posterior(model.posterior(batch)).mu)
+            components.append(batch.labels)
+    return torch.cat(means).double().numpy(), torch.cat(components).numpy()
+
+
+def plane(means: np.ndarray) -> np.ndarray:
+    """2-d means as they are; more dimensions projected on their first two principal axes."""
+    if means.shape[1] <= 2:
+        return np.pad(means, ((0, 0), (0, 2 - means.shape[1])))
+    centred = means - means.mean(0)
+    return centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+
+
+def latent_space(runs: pd.DataFrame, out_dir, *, data_dir=None, cache_dir=None) -> dict:
+    """The paper's "latent space property" experiment (synthetic data from 16 Gaussian components).
+
+    The paper trains BN-VAE(0.6) and Scale-VAE(1.1, 1) under three mini-batch partitionings
+    (random / unchanged, random / resplit, one component per batch / unchanged) and shows that
+    BN-VAE, which normalises every mini-batch with that batch's own statistics, clutters the latent
+    space when batches are not random, while Scale-VAE, whose decoder uses one factor f_bar for all
+    data, does not. Panels: rows = models, columns = partitionings; each shows the test documents'
+    decoder-side posterior means (lowest finished seed), coloured by component, with the silhouette
+    score of the means grouped by component (higher = less clutter). Unrun panels read "not run".
+
+    Writes ``latent_space.png/.pdf``; returns {"paths": [...], "silhouette": {(row, setting): score}}
+    (empty, and nothing written, when no latent_space run has finished).
+    """
+    done = finished(runs, "latent_space").sort_values("seed").drop_duplicates(["row", "setting"])
+    if done.empty:
+        return {"paths": [], "silhouette": {}}
+    planned = runs[runs["experiment"] == "latent_space"]
+    rows = list(dict.fromkeys(planned["row"]))
+    settings = list(MODES) + [s for s in dict.fromkeys(planned["setting"]) if s not in MODES]
+    run_dirs = {(r.row, r.setting): r.run_dir for r in done.itertuples()}
+    scores = {}
+    with sns.axes_style(STYLE):
+        fig, axes = plt.subplots(len(rows), len(settings), figsize=(3.3 * len(settings), 3.2 * len(rows)),
+                                 squeeze=False)
+        for (i, row), (j, setting) in itertools.product(enumerate(rows), enumerate(settings)):
+            ax = axes[i, j]
+            ax.set_title(MODES.get(setting, setting) if i == 0 else "", fontsize=10)
+            ax.set_ylabel(row if j == 0 else "", fontsize=10)
+            if (row, setting) not in run_dirs:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", color="grey", transform=ax.transAxes)
+                ax.set(xticks=[], yticks=[])
+                continue
+            means, labels = decoder_means(run_dirs[row, setting], data_dir=data_dir, cache_dir=cache_dir)
+            xy = plane(means)
+            ax.scatter(xy[:, 0], xy[:, 1], c=COMPONENT_COLOURS[labels % len(COMPONENT_COLOURS)], s=5,
+                       linewidths=0, rasterized=True)
+            scores[row, setting] = silhouette(means, labels)
+            ax.text(0.03, 0.97, f"silhouette {scores[row, setting]:.2f}", transform=ax.transAxes, va="top",
+                    fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
+            ax.tick_params(labelsize=7)
+        fig.suptitle("Posterior means the decoder consumes, synthetic test split (colour = Gaussian component)")
+        fig.tight_layout()
+    return {"paths": save(fig, out_dir, "latent_space"), "silhouette": scores}
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def mean_curves(done: pd.DataFrame) -> pd.DataFrame:
+    """Per (row label, epoch): the mean over the runs' ``history.csv`` of each CURVES column
+    (NaN for rows whose histories lack it, e.g. lstm_lm's KL). Unreadable histories are skipped."""
+    frames = []
+    for run in done.itertuples():
+        try:
+            history = pd.read_csv(Path(run.run_dir) / "history.csv")
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            print(f"warning: skipping {run.run_id}: unreadable history ({error})", file=sys.stderr)
+            continue
+        frames.append(history.reindex(columns=["epoch", *CURVES]).assign(label=row_label(run.row, run.setting)))
+    if not frames:
+        return pd.DataFrame(columns=["label", "epoch", *CURVES])
+    return pd.concat(frames).groupby(["label", "epoch"], sort=False).mean().reset_index()
+
+
+def training_curves(runs: pd.DataFrame, out_dir, experiment: str = "table1") -> list[Path]:
+    """Validation KL, MI and AU per epoch: the paper's posterior-collapse diagnostics (Table 1 reports
+    them at the end of training; a collapsed posterior has KL = MI = AU = 0). One figure per dataset of
+    ``experiment``, one line per row (mean over its finished seeds), legend outside the panels.
+    Writes ``curves_<dataset>.png/.pdf``."""
+    paths = []
+    for dataset, done in finished(runs, experiment).groupby("dataset", sort=False):
+        curves = mean_curves(done)
+        labels = [label for label, group in curves.groupby("label", sort=False)
+                  if group[list(CURVES)].notna().any().any()]
+        if not labels:
+            continue
+        palette = sns.color_palette("tab20" if len(labels) <= 20 else "husl", len(labels))
+        with sns.axes_style(STYLE):
+            fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
+            for ax, (column, title) in zip(axes, CURVES.items()):
+                for label, colour in zip(labels, palette):
+                    line = curves[(curves["label"] == label) & curves[column].notna()]
+                    ax.plot(line["epoch"], line[column], color=colour, label=label, marker=".", linewidth=1.2)
+                ax.set(title=title, xlabel="epoch")
+                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            fig.suptitle(f"{experiment}: {dataset} (mean over finished seeds)")
+            handles = [plt.Line2D([], [], color=colour) for colour in palette]
+            fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+            fig.tight_layout()
+        paths += save(fig, out_dir, f"curves_{dataset}")
+    return paths
+
+
+# --------------------------------------------------------------------------- comparison with the paper
+
+
+def paper_comparison_bars(reproduced: pd.DataFrame, paper: pd.DataFrame, out_dir, name: str = "table1_vs_paper",
+                          *, caption: str | None = None) -> list[Path]:
+    """Reproduced numbers (mean over seeds) next to the paper's, e.g. Table 1's NLL, KL, MI and AU on
+    Yahoo and Yelp. Both frames are indexed by row name with (dataset family, metric) columns; one panel
+    per column, paired horizontal bars per row; a missing value (not run, or the paper's "-") draws no
+    bar and reads "n/a". ``caption`` becomes the title, e.g. to say that a non-paper profile's absolute
+    values are on another scale. Writes ``<name>.png/.pdf``."""
+    rows = list(dict.fromkeys([*paper.index, *reproduced.index]))
+    columns = list(dict.fromkeys([*paper.columns, *reproduced.columns]))
+    families, metrics = (list(dict.fromkeys(c[k] for c in columns)) for k in (0, 1))
+    sources = {"reproduced": reproduced, "paper": paper}
+    colours = sns.color_palette("deep", len(sources))
+    y, height = np.arange(len(rows)), 0.4
+    with sns.axes_style(STYLE):
+        fig, axes = plt.subplots(len(families), len(metrics), sharey=True, squeeze=False,
+                                 figsize=(3.0 * len(metrics), 0.3 * len(rows) * len(families) + 1.5))
+        for (i, family), (j, metric) in itertools.product(enumerate(families), enumerate(metrics)):
+            ax = axes[i, j]
+            if (family, metric) not in columns:
+                ax.axis("off")
+                continue
+            for k, ((source, frame), colour) in enumerate(zip(sources.items(), colours)):
+                column = frame.reindex(index=rows, columns=[(family, metric)]).iloc[:, 0]
+                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+                offset = (k - 0.5) * height
+                ax.barh(y + offset, np.nan_to_num(values), height=height, color=colour, label=source)
+                for missing in y[np.isnan(values)]:
+                    ax.text(0, missing + offset, " n/a", va="center", fontsize=6, color="grey")
+            ax.set_title(f"{family} {metric}", fontsize=10)
+            ax.tick_params(labelsize=7)
+        axes[0, 0].set_yticks(y, rows)
+        axes[0, 0].invert_yaxis()
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in colours]
+        fig.legend(handles, list(sources), loc="upper right", frameon=False, ncols=len(sources))
+        if caption:
+            fig.suptitle(caption, fontsize=10)
+        fig.tight_layout()
+    return save(fig, out_dir, name)

@@ -1,0 +1,166 @@
+"""Tables 1-5 of the paper (LaTeX + CSV), the comparison with the paper, figures and REPORT.md.
+
+    python analysis/make_tables.py [--results results] [--out results/tables] [--profile P] [--std]
+
+Works on whatever runs exist: missing runs show as "—", failed ones as
+"failed". Figures go to OUT/../figures and the report to OUT/../REPORT.md.
+The linear probe (Table 4) and the generation metrics (Table 5) are computed
+from the trained models on first use and cached in each run's directory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import pandas as pd  # noqa: E402
+
+from analysis import claims, collect, report, tables  # noqa: E402
+from benchmarks.errors import UserError  # noqa: E402
+
+
+def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    return runs[(runs["experiment"] == experiment) & (runs["status"] == "done")].drop_duplicates("run_id")
+
+
+def derived(runs: pd.DataFrame, experiment: str, compute) -> dict[str, dict]:
+    """run_id -> compute(run) for the finished runs of an experiment; a run that cannot be analysed is
+    reported in one line and left out (its cells then show as missing)."""
+    results = {}
+    for run in finished(runs, experiment).itertuples():
+        try:
+            results[run.run_id] = compute(run)
+        except (UserError, OSError, RuntimeError, ValueError) as error:
+            print(f"warning: {run.run_id}: {error}; its {experiment} cells are left empty", file=sys.stderr)
+    return results
+
+
+def probes(runs: pd.DataFrame, data_dir, cache_dir) -> dict[str, dict]:
+    from analysis import probe
+    return derived(runs, "table4", lambda run: probe.linear_probe(run.run_dir, data_dir=data_dir, cache_dir=cache_dir))
+
+
+def generations(runs: pd.DataFrame, data_dir, cache_dir) -> dict[str, dict]:
+    """Table 5: each VAE run's generated text, scored by the LSTM-LM of the same dataset and seed."""
+    from analysis import generation
+    lms = {(r.dataset, r.seed): r.run_dir for r in finished(runs, "table5").itertuples() if r.method == "lstm_lm"}
+    vaes = runs[runs["method"] != "lstm_lm"]
+
+    def compute(run):
+        if (run.dataset, run.seed) not in lms:
+            raise UserError(f"no finished LSTM-LM of seed {run.seed} to score the generated text")
+        return generation.generation_metrics(run.run_dir, lms[(run.dataset, run.seed)], data_dir=data_dir,
+                                             cache_dir=cache_dir)
+    return derived(vaes, "table5", compute)
+
+
+def scale_vae_nll(runs: pd.DataFrame) -> pd.DataFrame:
+    """Both NLL readings of every Scale-VAE row of Table 1 (mean over finished seeds)."""
+    done = finished(runs, "table1")
+    done = done[done["method"] == "scale_vae"]
+    if done.empty:
+        return pd.DataFrame()
+    grouped = done.groupby(["row", "dataset"], sort=False)[["nll", "nll_unit_prior", "f_mean"]].mean()
+    return grouped.reset_index().rename(columns={"f_mean": "f_bar"})
+
+
+def build_tables(runs: pd.DataFrame, profile: str, data_dir=None, cache_dir=None) -> dict[str, tables.Table]:
+    return {"table1": tables.table1(runs, profile), "table2": tables.table2(runs, profile),
+            "table3": tables.table3(runs, profile), "table4": tables.table4(runs, profile, probes(runs, data_dir, cache_dir)),
+            "table5": tables.table5(runs, profile, generations(runs, data_dir, cache_dir))}
+
+
+def paper_table1_frame(table: tables.Table, values) -> pd.DataFrame:
+    """Table 1 as the figure module wants it: index rows, columns (family, metric)."""
+    columns = pd.MultiIndex.from_tuples([(c.group, c.title) for c in table.columns])
+    return pd.DataFrame([[values(r, c.key) for c in table.columns] for r in table.rows], index=table.rows, columns=columns)
+
+
+def make_figures(runs: pd.DataFrame, built: dict, papers: dict, figures_dir: Path, data_dir, cache_dir) -> tuple[list[Path], list[str]]:
+    from analysis import figures
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    paths, extra = [], []
+    latent = figures.latent_space(runs, figures_dir, data_dir=data_dir, cache_dir=cache_dir)
+    paths += latent.get("paths", [])
+    silhouettes = latent.get("silhouette", {})
+    if silhouettes:
+        extra += ["Latent-space clutter (synthetic data, silhouette of the posterior means by Gaussian component, "
+                  "lowest seed; higher = less clutter):", ""]
+        extra += [f"- {row}, {setting}: {score:.3f}" for (row, setting), score in sorted(silhouettes.items())]
+        by_label = {row: s for (row, setting), s in silhouettes.items() if setting == "batching=by_label"}
+        if len(by_label) == 2:
+            scale = next(s for r, s in by_label.items() if r.startswith("scale_vae"))
+            bn = next(s for r, s in by_label.items() if r.startswith("bn_vae"))
+            extra += ["", f"Claim \"with one Gaussian component per mini-batch, Scale-VAE's latent space is less "
+                          f"cluttered than BN-VAE's\": {'holds' if scale > bn else 'does not hold'} "
+                          f"(silhouette {scale:.3f} vs {bn:.3f}; one seed, no test)."]
+    paths += figures.training_curves(runs, figures_dir)
+    table1 = built["table1"]
+    paper = papers["table1"]
+    paths += figures.paper_comparison_bars(paper_table1_frame(table1, table1.mean),
+                                           paper_table1_frame(table1, lambda r, k: paper.get((r, k), float("nan"))),
+                                           figures_dir, caption=table1.caption)
+    return [Path(p) for p in paths], extra
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python analysis/make_tables.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="results", help="results directory (with runs/)")
+    parser.add_argument("--out", default=None, help="where the tables go (default RESULTS/tables)")
+    parser.add_argument("--profile", default=None, help="profile to tabulate (default: the one most runs used)")
+    parser.add_argument("--std", action="store_true", help="show mean ± std in the LaTeX tables")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    parser.add_argument("--no-pdf", action="store_true", help="do not compile the tables with pdflatex")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--cache-dir", default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # means of empty cells are shown as "—"
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results / "tables"
+    root = out.parent
+    try:
+        if not (results / "runs").is_dir():
+            raise UserError(f"no results store at {results}/runs; run ./run_all.sh (or pass --results DIR)")
+        profile = args.profile or collect.infer_profile(results)
+        runs = collect.collect(results, profile)
+        out.mkdir(parents=True, exist_ok=True)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write {out}: {error.strerror}; pass a writable --out DIR", file=sys.stderr)
+        return 2
+    built = build_tables(runs, profile, args.data_dir, args.cache_dir)
+    papers = {name: tables.paper_values(name) for name in built}
+    tex_files = []
+    for name, table in built.items():
+        (out / f"{name}.tex").write_text(tables.to_latex(table, args.std), encoding="utf-8")
+        tables.to_csv(table, out / f"{name}.csv")
+        tex_files.append(out / f"{name}.tex")
+    verdicts = claims.check_all(built)
+    (out / "comparison.md").write_text(report.comparison_markdown(built, papers, verdicts, scale_vae_nll(runs)),
+                                       encoding="utf-8")
+    (out / "comparison.tex").write_text(report.comparison_latex(built, papers), encoding="utf-8")
+    figures, extra = ([], []) if args.no_figures else make_figures(runs, built, papers, root / "figures",
+                                                                     args.data_dir, args.cache_dir)
+    (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, verdicts, figures, root, extra),
+                                    encoding="utf-8")
+    if not args.no_pdf:
+        problem = report.compile_tables(tex_files + [out / "comparison.tex"], out / "tables.pdf", out / "tables.png")
+        print(problem or f"compiled {out / 'tables.pdf'} (page 1: {out / 'tables.png'})")
+    status = runs.drop_duplicates("run_id")["status"].value_counts().to_dict()
+    print(f"profile {profile}: {status}; tables in {out}, report {root / 'REPORT.md'}")
+    print("claims: " + ", ".join(f"{v.verdict}: {sum(w.verdict == v.verdict for w in verdicts)}"
+                                 for v in {v.verdict: v for v in verdicts}.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Tables 1-5 of the paper from the collected runs, as data, LaTeX (booktabs) and CSV.
+
+A ``Table`` holds, per (row, column), the values of every finished seed; the
+renderers turn them into mean (± std) cells, bold the best value of each
+column, mark cells with fewer seeds than planned, and show runs that are not
+there as "—" (never dropped) and runs that failed as "failed".
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models import variants
+
+PAPER_DIR = Path(__file__).with_name("paper")
+FAMILY_TITLES = {"yahoo": "Yahoo", "yelp": "Yelp"}
+METHOD_TITLES = {
+    "lstm_lm": "LSTM-LM", "vae": "VAE", "cyclical": "Cyclical", "beta_vae": "β-VAE", "free_bits": "Free-Bits",
+    "delta_vae": "δ-VAE", "sa_vae": "SA-VAE", "skip_vae": "Skip-VAE", "agg_vae": "Agg-VAE", "mae": "MAE",
+    "bn_vae": "BN-VAE", "du_vae": "DU-VAE", "scale_vae": "Scale-VAE",
+}
+DENSITY = [("nll", "NLL", "min", 1), ("kl", "KL", None, 2), ("mi", "MI", "max", 2), ("au", "AU", "max", 1)]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # CSV name, also the column of analysis/paper/<table>.csv, e.g. "yahoo_nll"
+    title: str  # e.g. "NLL"
+    group: str = ""  # header over several columns, e.g. "Yahoo"
+    best: str | None = None  # "min" or "max": the best mean is set in bold
+    digits: int = 1
+
+
+@dataclass
+class Table:
+    name: str
+    caption: str
+    rows: list[str]  # row names as models/variants.toml writes them
+    columns: list[Column]
+    label_titles: tuple[str, ...] = ("Model",)
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # per finished seed
+    planned: dict[tuple[str, str], int] = field(default_factory=dict)  # seeds planned per cell
+    failed: dict[tuple[str, str], int] = field(default_factory=dict)  # failed seeds per cell
+    notes: list[str] = field(default_factory=list)
+    transpose: bool = False  # LaTeX: models as columns (Table 5's layout)
+
+    def cell(self, row: str, column: str) -> np.ndarray:
+        return self.values.get((row, column), np.array([]))
+
+    def mean(self, row: str, column: str) -> float:
+        values = self.cell(row, column)
+        return float(values.mean()) if values.size else math.nan
+
+    def std(self, row: str, column: str) -> float:
+        values = self.cell(row, column)
+        return float(values.std(ddof=1)) if values.size > 1 else math.nan
+
+    def best_rows(self, column: Column) -> set[str]:
+        means = {r: self.mean(r, column.key) for r in self.rows}
+        means = {r: m for r, m in means.items() if not math.isnan(m)}
+        if column.best is None or len(means) < 2:
+            return set()
+        target = (min if column.best == "min" else max)(means.values())
+        return {r for r, m in means.items() if round(m, column.digits) == round(target, column.digits)}
+
+
+def row_title(row: str) -> str:
+    """The paper's way of writing a row: ``scale_vae*(0.7,1|1.1,7)`` -> ``Scale-VAE☆ (0.7, 1 | 1.1, 7)``."""
+    variant = variants.parse(row.split("*quoted")[0])
+    title = METHOD_TITLES.get(variant.method, variant.method) + ("☆" if "*" in row.split("(")[0] else "")
+    if "(" in row:
+        inside = row[row.index("(") + 1:row.rindex(")")]
+        title += " (" + " | ".join(", ".join(v.strip() for v in side.split(",")) for side in inside.split("|")) + ")"
+    return title
+
+
+def fill(table: Table, runs: pd.DataFrame, column_of: dict[str, tuple[str, str]], experiment: str,
+         transform=None) -> Table:
+    """Fill cells from ``runs``: column key -> (dataset, metric), for each row of the table."""
+    selected = runs[runs["experiment"] == experiment]
+    for row in table.rows:
+        for key, (dataset, metric) in column_of.items():
+            group = selected[(selected["row"] == row) & (selected["dataset"] == dataset)]
+            if group.empty:
+                continue
+            done = group[group["status"] == "done"]
+            values = pd.to_numeric(done[metric], errors="coerce").dropna().to_numpy(float)
+            table.values[(row, key)] = transform(values, row, key) if transform else values
+            table.planned[(row, key)] = len(group)
+            table.failed[(row, key)] = int((group["status"] == "failed").sum())
+    table.labels.update({r: (row_title(r),) for r in table.rows if r not in table.labels})
+    return table
+
+
+def density_columns(datasets: dict[str, str]) -> tuple[list[Column], dict[str, tuple[str, str]]]:
+    """NLL, KL, MI, AU per dataset family (Tables 1 and 3)."""
+    columns, sources = [], {}
+    for family, dataset in datasets.items():
+        for metric, title, best, digits in DENSITY:
+            key = f"{family}_{metric}"
+            columns.append(Column(key, title, FAMILY_TITLES[family], best, digits))
+            sources[key] = (dataset, metric)
+    return columns, sources
+
+
+def datasets_by_family(runs: pd.DataFrame, experiment: str) -> dict[str, str]:
+    selected = runs[runs["experiment"] == experiment]
+    pairs = selected[["family", "dataset"]].drop_duplicates()
+    order = {f: i for i, f in enumerate(FAMILY_TITLES)}
+    return dict(sorted(((f, d) for f, d in pairs.itertuples(index=False) if f), key=lambda p: order.get(p[0], 9)))
+
+
+def scale_caption(caption: str, profile: str, datasets: dict[str, str]) -> str:
+    used = ", ".join(f"{FAMILY_TITLES.get(f, f)}: {d}" for f, d in datasets.items())
+    if profile == "paper":
+        return f"{caption}. Profile paper ({used}); mean over seeds."
+    return (f"{caption}. Reproduced at profile {profile} ({used}): a CPU-scale setting whose numbers are not "
+            f"comparable in absolute value with the paper's; mean over seeds.")
+
+
+def table1(runs: pd.DataFrame, profile: str) -> Table:
+    datasets = datasets_by_family(runs, "table1")
+    columns, sources = density_columns(datasets)
+    table = Table("table1", scale_caption("Density estimation (Table 1)", profile, datasets),
+                  variants.table_rows()["table1"], columns)
+    return fill(table, runs, sources, "table1")
+
+
+def table2(runs: pd.DataFrame, profile: str) -> Table:
+    """Hours to convergence (the run's recorded training time) and the ratio to VAE's mean."""
+    datasets = datasets_by_family(runs, "table2")
+    columns, sources = [], {}
+    for family, dataset in datasets.items():
+        columns += [Column(f"{family}_hours", "Hours", FAMILY_TITLES[family], "min", 3),
+                    Column(f"{family}_ratio", "Ratio", FAMILY_TITLES[family], "min", 2)]
+        sources[f"{family}_hours"] = sources[f"{family}_ratio"] = (dataset, "train_seconds")
+    table = Table("table2", scale_caption("Training time to convergence (Table 2); Ratio: relative to VAE",
+                                          profile, datasets), variants.table_rows()["table2"], columns)
+    fill(table, runs, sources, "table2", lambda values, row, key: values / 3600)
+    for family in datasets:
+        vae = table.mean("vae", f"{family}_hours")
+        for row in table.rows:
+            hours = table.cell(row, f"{family}_hours")
+            table.values[(row, f"{family}_ratio")] = hours / vae if hours.size and vae > 0 else np.array([])
+    table.notes.append("Times are wall-clock training times of runs that shared the machine with other runs.")
+    return table
+
+
+def table3(runs: pd.DataFrame, profile: str) -> Table:
+    datasets = datasets_by_family(runs, "table3")
+    columns, sources = density_columns(datasets)
+    rows = variants.table_rows()["table3"]
+    table = Table("table3", scale_caption("Scale-VAE's des_std x f_epo grid (Table 3)", profile, datasets), rows,
+                  columns, label_titles=("des_std", "f_epo"))
+    for row in rows:
+        values = variants.parse(row).hyperparameters(None)
+        table.labels[row] = (f"{values['des_std']:g}", f"{values['f_epo']:g}")
+    return fill(table, runs, sources, "table3")
+
+
+def table4(runs: pd.DataFrame, profile: str, probes: dict[str, dict]) -> Table:
+    """Linear-probe accuracy (%) per number of labelled examples; ``probes`` maps run_id to probe results."""
+    datasets = datasets_by_family(runs, "table4")
+    requested = sorted({int(n) for p in probes.values() for n in p["requested_counts"]}) or [100, 500, 1000, 2000, 10000]
+    available = min((p["train_documents"] for p in probes.values()), default=0)
+    used = {n: min(n, available) for n in requested}  # the probe caps a count at the labelled training set
+
+    def accuracy(run_id: str, n: int) -> float:
+        probe = probes.get(run_id)
+        value = probe and probe["accuracy"].get(str(min(n, probe["train_documents"])))
+        return 100 * value if value is not None else math.nan
+    columns = [Column(f"acc_{n}", f"{n // 1000}K" if n >= 1000 else str(n), "#labelled data", "max", 1)
+               for n in requested]
+    table = Table("table4", scale_caption("Linear-probe accuracy (%) on posterior means (Table 4)", profile, datasets),
+                  variants.table_rows()["table4"], columns)
+    frame = runs[runs["experiment"] == "table4"].copy()
+    for n in requested:
+        frame[f"acc_{n}"] = [accuracy(r, n) for r in frame["run_id"]]
+    dataset = next(iter(datasets.values()), "")
+    fill(table, frame.assign(experiment="table4"), {c.key: (dataset, c.key) for c in columns}, "table4")
+    capped = [f"{n} -> {used[n]}" for n in requested if probes and used[n] < n]
+    if capped:
+        table.notes.append("Label counts larger than the labelled training set were capped: " + ", ".join(capped) + ".")
+    return table
+
+
+TABLE5_METRICS = [("ppl", "PPL", "min", 2), ("gram2", "Gram-2", "max", 2), ("gram3", "Gram-3", "max", 2),
+                  ("gram4", "Gram-4", "max", 2), ("entropy", "Entropy", "max", 2), ("dist1", "Dist-1", "max", 4),
+                  ("dist2", "Dist-2", "max", 4), ("dist3", "Dist-3", "max", 4)]
+
+
+def table5(runs: pd.DataFrame, profile: str, generations: dict[str, dict]) -> Table:
+    """Generation metrics; ``generations`` maps run_id to the metrics of its generated text."""
+    datasets = datasets_by_family(runs, "table5")
+    rows = [r for r in variants.table_rows()["table5"] if variants.parse(r).method != "lstm_lm"]
+    columns = [Column(key, title, "", best, digits) for key, title, best, digits in TABLE5_METRICS]
+    caption = scale_caption("Quality and diversity of generated sentences (Table 5); PPL under the LSTM-LM of "
+                            "the same seed, Gram-n in %, Entropy in nats, Dist-n = distinct / generated n-grams "
+                            "(the standard definition: the paper's Dist-2/3 magnitudes, 1e-5, cannot be "
+                            "proportions of this kind)", profile, datasets)
+    table = Table("table5", caption, rows, columns, transpose=True)
+    frame = runs[runs["experiment"] == "table5"].copy()
+    for key, *_ in TABLE5_METRICS:
+        scale = 100 if key.startswith("gram") else 1
+        frame[key] = [scale * value if (value := generations.get(r, {}).get(key)) is not None else math.nan
+                      for r in frame["run_id"]]
+    dataset = next(iter(datasets.values()), "")
+    return fill(table, frame, {key: (dataset, key) for key, *_ in TABLE5_METRICS}, "table5")
+
+
+def paper_values(name: str) -> dict[tuple[str, str], float]:
+    """The paper's numbers of one table (analysis/paper/<name>.csv) as {(row, column key): value}."""
+    with open(PAPER_DIR / f"{name}.csv", newline="", encoding="utf-8") as fh:
+        records = list(csv.DictReader(fh))
+    if name == "table5":  # stored with models as columns, as printed
+        return {(model, r["metric"]): float(r[model]) for r in records for model in r if model not in ("metric", "label")}
+    return {(r["row"], key): float(value) for r in records for key, value in r.items()
+            if key not in ("row", "label", "des_std", "f_epo") and value not in ("", None)}
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+LATEX_SYMBOLS = {"β": r"$\beta$", "δ": r"$\delta$", "☆": r"$^\star$", "±": r"$\pm$", "—": "---", "_": r"\_",
+                 "&": r"\&", "%": r"\%", "#": r"\#", "->": r"$\to$", "|": r"$\mid$"}
+
+
+def latex_escape(text: str) -> str:
+    for plain, latex in LATEX_SYMBOLS.items():
+        text = text.replace(plain, latex)
+    return text
+
+
+def format_cell(table: Table, row: str, column: Column, with_std: bool, bold: bool, latex: bool) -> str:
+    values = table.cell(row, column.key)
+    planned, failed = table.planned.get((row, column.key), 0), table.failed.get((row, column.key), 0)
+    if not values.size:
+        return ("\\textit{failed}" if latex else "failed") if failed else ("---" if latex else "—")
+    text = f"{values.mean():.{column.digits}f}"
+    if with_std and values.size > 1:
+        text += (r" $\pm$ " if latex else " ± ") + f"{values.std(ddof=1):.{column.digits}f}"
+    if latex and bold:
+        text = f"\\textbf{{{text}}}"
+    if values.size < planned:
+        text += r"$^\dagger$" if latex else "†"
+    return text
+
+
+def footnotes(table: Table) -> list[str]:
+    notes = list(table.notes)
+    if any(table.cell(*key).size < n for key, n in table.planned.items()):
+        notes.append("† fewer finished seeds than planned (missing runs are not yet trained or failed).")
+    return notes
+
+
+def to_latex(table: Table, with_std: bool = False) -> str:
+    best = {c.key: table.best_rows(c) for c in table.columns}
+    header_labels = [latex_escape(t) for t in table.label_titles]
+    if table.transpose:  # metrics as rows, models as columns
+        head = ["Metric"] + [latex_escape(table.labels[r][0]) for r in table.rows]
+        body = [[latex_escape(c.title)] + [format_cell(table, r, c, with_std, r in best[c.key], True) for r in table.rows]
+                for c in table.columns]
+        groups = []
+    else:
+        head = header_labels + [latex_escape(c.title) for c in table.columns]
+        body = [[latex_escape(x) for x in table.labels[r]] +
+                [format_cell(table, r, c, with_std, r in best[c.key], True) for c in table.columns] for r in table.rows]
+        groups = []
+        for column in table.columns:
+            if groups and groups[-1][0] == column.group:
+                groups[-1][1] += 1
+            else:
+                groups.append([column.group, 1])
+    align = "l" * (1 if table.transpose else len(header_labels)) + "r" * (len(head) - (1 if table.transpose else len(header_labels)))
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             f"\\caption{{{latex_escape(table.caption)}}}", f"\\label{{tab:{table.name}}}",
+             f"\\begin{{tabular}}{{{align}}}", r"\toprule"]
+    if any(g for g, _ in groups):
+        start, spans, rules = len(header_labels) + 1, [], []
+        spans.append(" & ".join([""] * len(header_labels)))
+        for name, width in groups:
+            spans.append(f"\\multicolumn{{{width}}}{{c}}{{{latex_escape(name)}}}" if name else " & ".join([""] * width))
+            if name:
+                rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
+        lines += [" & ".join(spans) + r" \\", "".join(rules)]
+    lines += [" & ".join(head) + r" \\", r"\midrule"]
+    lines += [" & ".join(cells) + r" \\" for cells in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    notes = footnotes(table)
+    if notes:
+        lines.append(r"\par\smallskip\footnotesize " + " ".join(latex_escape(n) for n in notes))
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(table: Table, with_std: bool = True) -> str:
+    best = {c.key: table.best_rows(c) for c in table.columns}
+    titles = [f"{c.group} {c.title}".strip() for c in table.columns]
+    lines = ["| " + " | ".join(list(table.label_titles) + titles) + " |", "|" + "---|" * (len(titles) + len(table.label_titles))]
+    for r in table.rows:
+        cells = [format_cell(table, r, c, with_std, False, False) for c in table.columns]
+        cells = [f"**{x}**" if r in best[c.key] else x for x, c in zip(cells, table.columns)]
+        lines.append("| " + " | ".join(list(table.labels[r]) + cells) + " |")
+    return "\n".join(lines + [""] + [f"_{n}_" for n in footnotes(table)]) + "\n"
+
+
+def to_csv(table: Table, path: Path) -> None:
+    """One line per row: label, then mean, std and seed count of every column."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["row", *table.label_titles] + [f"{c.key}_{s}" for c in table.columns for s in ("mean", "std", "n")])
+        for r in table.rows:
+            cells = []
+            for c in table.columns:
+                n = table.cell(r, c.key).size
+                cells += [_number(table.mean(r, c.key)), _number(table.std(r, c.key)), n]
+            writer.writerow([r, *table.labels[r]] + cells)
+
+
+def _number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6g}"

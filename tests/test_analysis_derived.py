@@ -1,0 +1,169 @@
+"""Table 4's linear probe and Table 5's generation metrics (analysis/probe.py, analysis/generation.py)."""
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import generation, probe
+from benchmarks.config import resolve
+from benchmarks.errors import UserError
+from benchmarks.train import train_run
+from models.networks import LSTMDecoder
+
+from .conftest import DATA_DIR
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir):
+    """trained(model, dataset, seed) -> a finished smoke run, trained once per module."""
+    results = tmp_path_factory.mktemp("results")
+
+    def train(model, dataset, seed=0):
+        config = resolve(model, dataset, "smoke", seed)
+        path, status = train_run(config, results_dir=results, data_dir=DATA_DIR, cache_dir=cache_dir,
+                                 device="cpu", download=False, log=lambda line: None)
+        assert status == "done"
+        return path
+    return train
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    """A private copy of a run directory, so caching tests start without cached results."""
+    def copy(run_dir):
+        target = tmp_path / run_dir.name
+        shutil.copytree(run_dir, target)
+        for name in ("probe.json", "generation.json", "generated.txt"):
+            (target / name).unlink(missing_ok=True)
+        return target
+    return copy
+
+
+def no_recompute(monkeypatch, module):
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed instead of reading the cache")
+    monkeypatch.setattr(module, "load_trained", fail)
+
+
+# --------------------------------------------------------------------------- n-gram statistics
+
+
+def test_ngram_statistics_on_hand_made_sentences():
+    assert generation.distinct([["a", "a", "b"]], 1) == pytest.approx(2 / 3)
+    assert generation.distinct([["a", "a", "a"]], 2) == pytest.approx(1 / 2)
+    assert generation.unigram_entropy([["a", "b"], ["b", "a"]]) == pytest.approx(math.log(2))
+    assert generation.unigram_entropy([["a", "a"]]) == 0
+    # bigrams (a b) seen, (b c) unseen; the trigram is unseen
+    stats = generation.ngram_statistics([["a", "b", "c"]], [["x", "a", "b"], ["c"]])
+    assert stats["gram2"] == pytest.approx(1 / 2) and stats["gram3"] == 0
+    assert stats["gram4"] is None and stats["dist3"] == 1  # no 4-gram in a 3-word sentence
+    # generated n-grams count with multiplicity; n-grams never cross sentence boundaries
+    assert generation.seen_share([["a", "b"], ["a", "b"], ["b", "a"]], [["a", "b"]], 2) == pytest.approx(2 / 3)
+    assert generation.seen_share([["b", "c"]], [["a", "b"], ["c", "d"]], 2) == 0
+    assert generation.ngram_statistics([], [["a"]]) == dict.fromkeys(
+        ["gram2", "gram3", "gram4", "entropy", "dist1", "dist2", "dist3"])
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+def test_probe_separates_separable_features_and_ignores_per_dimension_scale():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    centres = np.array([[4.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 4.0, 0]])
+    features = centres[labels] + rng.normal(0, 0.3, (300, 4))
+    train, test = slice(0, 60), slice(60, None)
+    assert probe.probe_accuracy(features[train], labels[train], features[test], labels[test]) == 1.0
+
+    noisy = centres[labels] + rng.normal(0, 3.0, (300, 4))  # overlapping classes: accuracy below 1
+    scale = np.array([100.0, 0.01, 7.0, 1e-3])  # e.g. Scale-VAE's f_bar
+    plain = probe.probe_accuracy(noisy[train], labels[train], noisy[test], labels[test])
+    scaled = probe.probe_accuracy(noisy[train] * scale, labels[train], noisy[test] * scale, labels[test])
+    assert 0.4 < plain < 1 and scaled == pytest.approx(plain)
+
+
+def test_label_subsets_are_capped_distinct_and_seeded():
+    subsets = probe.draw_subsets(200, [100, 500, 1000], seed=0)
+    assert list(subsets) == [100, 200]  # 500 and 1000 both capped at the 200 available
+    assert all(len(set(idx)) == n and idx.max() < 200 for n, idx in subsets.items())
+    again, other = probe.draw_subsets(200, [100], seed=0), probe.draw_subsets(200, [100], seed=1)
+    assert np.array_equal(again[100], subsets[100]) and not np.array_equal(other[100], subsets[100])
+
+
+def test_linear_probe_on_a_smoke_run_is_capped_seeded_and_cached(trained, fresh, cache_dir, monkeypatch):
+    run_dir = fresh(trained("vae", "yelp_small", seed=3))
+    seeds = []
+    draw = probe.draw_subsets
+    monkeypatch.setattr(probe, "draw_subsets", lambda *args: seeds.append(args[2]) or draw(*args))
+    result = probe.linear_probe(run_dir, data_dir=DATA_DIR, cache_dir=cache_dir)
+    assert seeds == [3]  # the run's seed draws the labelled subsets
+    assert result["requested_counts"] == [100, 500, 1000, 2000, 10000]
+    assert result["label_counts"] == [100, 200] and result["train_documents"] == 200  # smoke: 200 documents
+    assert result["test_documents"] == 40 and result["features"] == "posterior mean"
+    assert set(result["accuracy"]) == {"100", "200"}
+    assert all(0 <= a <= 1 for a in result["accuracy"].values())
+
+    stamp = (run_dir / "probe.json").stat().st_mtime_ns
+    with monkeypatch.context() as patch:
+        no_recompute(patch, probe)
+        assert probe.linear_probe(run_dir, data_dir=DATA_DIR, cache_dir=cache_dir) == result
+    assert (run_dir / "probe.json").stat().st_mtime_ns == stamp
+
+    assert probe.linear_probe(run_dir, (50,), data_dir=DATA_DIR, cache_dir=cache_dir)["label_counts"] == [50]
+    (run_dir / "probe.json").write_text("{not json")
+    assert probe.linear_probe(run_dir, (50,), data_dir=DATA_DIR, cache_dir=cache_dir)["label_counts"] == [50]
+
+
+def test_probe_of_an_unlabelled_dataset_is_a_user_error(trained, cache_dir):
+    with pytest.raises(UserError, match="no labels.*labelled dataset"):
+        probe.linear_probe(trained("vae", "yahoo_small"), data_dir=DATA_DIR, cache_dir=cache_dir)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def test_generation_metrics_on_a_smoke_run_are_valid_and_cached(trained, fresh, cache_dir, monkeypatch):
+    run_dir, lm_dir = fresh(trained("vae", "yahoo_small")), trained("lstm_lm", "yahoo_small")
+    result = generation.generation_metrics(run_dir, lm_dir, sentences=200, data_dir=DATA_DIR, cache_dir=cache_dir)
+    assert result["sentences"] == 200 and result["lm_run"] == lm_dir.name and result["tokens"] > 0
+    assert math.isfinite(result["ppl"]) and result["ppl"] > 1
+    assert 0 < result["entropy"] <= math.log(400)  # smoke vocabulary: 400 words
+    assert all(0 <= result[k] <= 1 for k in ("gram2", "gram3", "gram4", "dist1", "dist2", "dist3"))
+    assert len((run_dir / "generated.txt").read_text().splitlines()) == 50
+
+    with monkeypatch.context() as patch:
+        no_recompute(patch, generation)
+        again = generation.generation_metrics(run_dir, lm_dir, sentences=200, data_dir=DATA_DIR,
+                                              cache_dir=cache_dir)
+        assert again == result
+    other = generation.generation_metrics(run_dir, lm_dir, sentences=60, data_dir=DATA_DIR, cache_dir=cache_dir)
+    assert other["sentences"] == 60 and len((run_dir / "generated.txt").read_text().splitlines()) == 50
+
+
+def test_scale_vae_generates_from_f_bar_times_a_standard_normal(trained, cache_dir, monkeypatch):
+    run_dir, lm_dir = trained("scale_vae", "yahoo_small"), trained("lstm_lm", "yahoo_small")
+    f_bar = torch.load(run_dir / "best.pt")["model"]["f_bar"]
+    assert not torch.allclose(f_bar, torch.ones_like(f_bar), rtol=0.2)  # else the check below shows nothing
+    seen = []
+    original = LSTMDecoder.generate
+    monkeypatch.setattr(LSTMDecoder, "generate", lambda self, z, *a, **kw: seen.append(z) or original(self, z, *a, **kw))
+    monkeypatch.setattr(generation, "write_json", lambda *args: None)  # keep the shared run directory clean
+    generation.generation_metrics(run_dir, lm_dir, sentences=2000, data_dir=DATA_DIR, cache_dir=cache_dir)
+    (z,) = seen
+    assert z.shape == (2000, f_bar.numel())
+    assert z.std(0) == pytest.approx(f_bar, rel=0.1) and z.mean(0).abs().max() < 0.1 * f_bar.max()
+
+
+def test_generation_needs_a_language_model_of_the_same_data(trained, cache_dir):
+    vae, yelp_lm = trained("vae", "yahoo_small"), trained("lstm_lm", "yelp_small")
+    with pytest.raises(UserError, match="pass an lstm_lm run"):
+        generation.generation_metrics(vae, vae, data_dir=DATA_DIR, cache_dir=cache_dir)
+    with pytest.raises(UserError, match="does not share the data"):
+        generation.generation_metrics(vae, yelp_lm, data_dir=DATA_DIR, cache_dir=cache_dir)

@@ -1,0 +1,150 @@
+"""Tables, claims and the report on a hand-built results store with known values."""
+import csv
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import claims, collect, make_tables, tables
+from benchmarks import plan
+
+VAE_NLL = [100.0, 102.0, 104.0, 106.0, 108.0]
+SCALE_NLL = [90.0, 91.0, 92.0, 93.0, 94.0]
+SCALE = "scale_vae(1.1,1|1.1,7)"
+
+
+def write_run(results, planned, **metrics):
+    run_dir = results / "runs" / planned.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(planned.config.to_json()))
+    values = {"model": planned.config.model, "dataset": planned.dataset, "profile": "smoke", "seed": planned.seed,
+              "run_id": planned.run_id, "kl": 1.0, "mi": 0.5, "au": 3, "train_seconds": 3600.0, "eval_seconds": 1.0}
+    (run_dir / "metrics.json").write_text(json.dumps({**values, **metrics}))
+    return run_dir
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Smoke-profile table1 runs: VAE and Scale-VAE(1.1,1) with known NLLs, one failed BN-VAE seed,
+    one corrupt run, everything else missing."""
+    runs = {(p.row, p.seed): p for p in plan.expand("table1", "smoke")}
+    for seed in range(5):
+        write_run(tmp_path, runs[("vae", seed)], nll=VAE_NLL[seed], au=0, kl=0.01)
+        write_run(tmp_path, runs[(SCALE, seed)], nll=SCALE_NLL[seed], nll_unit_prior=SCALE_NLL[seed] - 1,
+                  au=4, mi=2.0 + seed / 10, train_seconds=1800.0, f_mean=3.0)
+    failed = tmp_path / "runs" / runs[("bn_vae(0.6)", 0)].run_id
+    failed.mkdir(parents=True)
+    (failed / "failed.json").write_text(json.dumps({"reason": "loss became nan in epoch 2", "epoch": 2}))
+    corrupt = write_run(tmp_path, runs[("cyclical", 0)], nll=1.0)
+    (corrupt / "metrics.json").write_text('{"nll": 1')  # truncated
+    return tmp_path
+
+
+def test_collect_reports_every_planned_run_with_its_status(store):
+    runs = collect.collect(store, "smoke")
+    table1 = runs[runs["experiment"] == "table1"]
+    assert len(table1) == len(plan.expand("table1", "smoke"))
+    status = table1.set_index(["row", "seed"])["status"]
+    assert status[("vae", 3)] == "done" and status[("bn_vae(0.6)", 0)] == "failed"
+    assert status[("cyclical", 0)] == "corrupt" and status[("skip_vae", 0)] == "pending"
+    assert collect.infer_profile(store) == "smoke"
+
+
+def test_table1_means_stds_bold_missing_and_failed_cells(store):
+    table = tables.table1(collect.collect(store, "smoke"), "smoke")
+    assert table.rows == plan.rows_of(plan.load("table1"), "table1")  # every row, none dropped
+    assert table.mean("vae", "yahoo_nll") == pytest.approx(104.0)
+    assert table.std("vae", "yahoo_nll") == pytest.approx(np.std(VAE_NLL, ddof=1))
+    assert table.best_rows(next(c for c in table.columns if c.key == "yahoo_nll")) == {SCALE}
+    latex = tables.to_latex(table, with_std=True)
+    lines = {line.split(" & ")[0]: line for line in latex.splitlines() if " & " in line}
+    assert r"\textbf{92.0 $\pm$ 1.6}" in lines[tables.latex_escape(tables.row_title(SCALE))]
+    assert "104.0 $\\pm$ 3.2" in lines["VAE"] and "textbf" not in lines["VAE"].split(" & ")[1]
+    assert lines["Skip-VAE"].count("---") == 4  # missing runs: a dash per cell, the row kept
+    assert r"\textit{failed}" in lines["BN-VAE (0.6)"]
+    assert "profile smoke" in latex and "not comparable" in latex  # a CPU-scale table says so
+
+
+def test_csv_carries_mean_std_and_seed_count(store, tmp_path):
+    table = tables.table1(collect.collect(store, "smoke"), "smoke")
+    tables.to_csv(table, tmp_path / "t.csv")
+    rows = {r["row"]: r for r in csv.DictReader(open(tmp_path / "t.csv"))}
+    assert float(rows["vae"]["yahoo_nll_mean"]) == pytest.approx(104.0)
+    assert rows["vae"]["yahoo_nll_n"] == "5" and rows["skip_vae"]["yahoo_nll_mean"] == ""
+
+
+def test_table2_hours_and_ratio_to_vae(store):
+    table = tables.table2(collect.collect(store, "smoke"), "smoke")
+    assert table.mean("vae", "yahoo_hours") == pytest.approx(1.0)
+    assert table.mean(SCALE, "yahoo_hours") == pytest.approx(0.5)
+    assert table.mean(SCALE, "yahoo_ratio") == pytest.approx(0.5)
+    assert table.mean("vae", "yahoo_ratio") == pytest.approx(1.0)
+
+
+def test_claims_use_welch_t_tests_and_say_not_run(store):
+    built = {"table1": tables.table1(collect.collect(store, "smoke"), "smoke")}
+    verdicts = {v.claim.text: v for v in claims.check_all(built)}
+    lower = verdicts["Scale-VAE(1.1, 1) has a lower NLL than VAE on Yahoo"]
+    assert lower.verdict == claims.HOLDS
+    p = stats.ttest_ind(SCALE_NLL, VAE_NLL, equal_var=False).pvalue
+    assert f"p={p:.3g}" in lower.evidence
+    assert verdicts["Vanilla VAE's AU is near 0 on Yahoo (posterior collapse; AU <= 1)"].verdict == claims.HOLDS
+    assert verdicts["Scale-VAE keeps all 32 units active on Yahoo"].verdict == claims.FAILS  # AU 4
+    assert verdicts["Scale-VAE(1.1, 1) has a lower NLL than BN-VAE(0.6) on Yahoo"].verdict == claims.NOT_RUN
+    assert verdicts["Scale-VAE trains faster than VAE on Yahoo (Table 2)"].verdict == claims.NOT_RUN  # no table2 given
+
+
+def test_a_difference_in_the_right_direction_but_not_significant_does_not_hold():
+    verdict, evidence = claims.compare(np.array([1.0, 3.0, 2.0]), np.array([2.0, 1.5, 3.0]), want_less=True)
+    assert verdict == claims.FAILS and "not significant" in evidence
+
+
+def test_paper_numbers_have_the_papers_shape():
+    shapes = {"table1": (17, 8, 2), "table2": (3, 4, 0), "table3": (9, 4, 0), "table4": (10, 5, 0), "table5": (2, 8, 0)}
+    for name, (rows, columns, blanks) in shapes.items():
+        values = tables.paper_values(name)
+        assert len({r for r, _ in values}) == rows, name
+        assert len({c for _, c in values}) == columns, name
+        assert len(values) == rows * columns - blanks * 3 * (name == "table1"), name  # LSTM-LM has no KL/MI/AU
+    assert tables.paper_values("table1")[("scale_vae(1.1,1|1.1,7)", "yahoo_nll")] == 321.3
+    assert tables.paper_values("table5")[("bn_vae(0.6)", "dist3")] == 1.69
+
+
+def test_paper_rows_name_the_suites_rows():
+    for name in ("table1", "table2", "table3"):
+        ours = set(tables.paper_values(name)) and {r for r, _ in tables.paper_values(name)}
+        assert ours == set(plan.rows_of(plan.load(name), name)), name
+
+
+def test_make_tables_end_to_end_on_partial_results(store, capsys):
+    out = store / "tables"
+    assert make_tables.main(["--results", str(store), "--out", str(out), "--no-figures", "--no-pdf"]) == 0
+    for name in ("table1", "table2", "table3", "table4", "table5"):
+        assert (out / f"{name}.tex").read_text().count(r"\toprule") == 1
+        assert (out / f"{name}.csv").exists()
+    comparison = (out / "comparison.md").read_text()
+    assert "| vae | Yahoo NLL | 104.0 ± 3.2 (n=5)" not in comparison  # the seed count is in the CSV, not here
+    assert "| vae | Yahoo NLL | 104.0 ± 3.2 | 328.6 | -224.6 |" in comparison
+    assert "nll_unit_prior" in comparison
+    report = (store / "REPORT.md").read_text()
+    assert "loss became nan in epoch 2" in report and "not comparable" in report
+    assert make_tables.main(["--results", str(store / "nowhere")]) == 2
+    assert "no results store" in capsys.readouterr().err
+
+
+def test_the_tables_compile_with_pdflatex(store, tmp_path):
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdflatex missing in CI: .ci/run installs texlive-latex-recommended")
+        pytest.skip("pdflatex not installed here (CI installs it)")
+    out = store / "tables"
+    assert make_tables.main(["--results", str(store), "--out", str(out), "--no-figures", "--std"]) == 0
+    assert (out / "tables.pdf").stat().st_size > 10_000
+    png = out / "tables.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    shutil.copy(png, tmp_path / "page1.png")  # left for a person to look at
+    assert not math.isnan(tables.table1(collect.collect(store, "smoke"), "smoke").mean("vae", "yahoo_nll"))

@@ -1,0 +1,71 @@
+"""The performance benchmark runs and reports its figures; the batched evaluation it measures
+computes the same numbers as one document at a time (timings are printed, never asserted)."""
+import json
+
+import torch
+
+import models
+from benchmarks import metrics, perf
+from benchmarks.config import resolve
+from benchmarks.train import load_data, loader
+
+
+def test_perf_benchmark_writes_every_figure(tmp_path, data_dir):
+    out = tmp_path / "perf.json"
+    assert perf.main(["--profile", "smoke", "--data-dir", str(data_dir), "--steps", "1", "--eval-docs", "8",
+                      "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["train"]) == set(perf.METHODS)
+    assert all(e["tokens_per_s"] > 0 and e["time_ratio_to_vae"] > 0 for e in result["train"].values())
+    assert result["train"]["vae"]["time_ratio_to_vae"] == 1.0
+    assert 0 < result["vae_step_mfu"] and result["matmul_peak_gflops"] > 0
+    assert result["eval"]["iw_speedup"] > 0 and 0 <= result["padding_waste_train"] < 1
+
+
+def test_batched_likelihood_equals_one_document_at_a_time(data_dir):
+    config = resolve("vae", "yahoo_small", "smoke", 0)
+    corpus = load_data(config, data_dir, download=False)
+    torch.manual_seed(0)
+    model = models.build("vae", config.profile.architecture(len(corpus.vocab))).eval()
+    batch = next(iter(loader(corpus, "test", config, "cpu", False)))
+    z = torch.randn(batch.size, 7, config.profile.nz)
+    with torch.no_grad():
+        together = model.decoder.log_likelihood(batch.tokens, batch.lengths, z)
+        alone = torch.cat([model.decoder.log_likelihood(doc.tokens, doc.lengths, z[i:i + 1])
+                           for i, doc in enumerate(perf.split_documents(batch))])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-4)
+
+
+def test_iw_estimate_does_not_depend_on_the_chunk_size(data_dir):
+    config = resolve("vae", "yahoo_small", "smoke", 0)
+    corpus = load_data(config, data_dir, download=False)
+    torch.manual_seed(0)
+    model = models.build("vae", config.profile.architecture(len(corpus.vocab))).eval()
+    batch = next(iter(loader(corpus, "test", config, "cpu", False)))
+    estimates = []
+    for chunk in (1, 5, 20):
+        torch.manual_seed(1)
+        q = model.posterior(batch)
+        z = q.rsample(20)  # the same samples for every chunking
+        with torch.no_grad():
+            (log_px,), _ = metrics.importance_weighted_log_likelihood(
+                lambda zs: model.decoder.log_likelihood(batch.tokens, batch.lengths, zs),
+                FixedSamples(q, z), [1.0], 20, chunk)
+        estimates.append(log_px)
+    torch.testing.assert_close(estimates[0], estimates[1])
+    torch.testing.assert_close(estimates[0], estimates[2])
+
+
+class FixedSamples:
+    """A proposal that hands out pre-drawn samples in order (so chunkings see the same z)."""
+
+    def __init__(self, q, z):
+        self.q, self.z, self.used = q, z, 0
+
+    def rsample(self, k):
+        z = self.z[:, self.used:self.used + k]
+        self.used += k
+        return z
+
+    def log_prob(self, z):
+        return self.q.log_prob(z)
