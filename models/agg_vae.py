@@ -18,6 +18,8 @@ Algorithm (per training mini-batch x, at the current KL weight):
    afterwards both networks, i.e. a plain VAE step.
 3. After each epoch the validation MI is compared with the previous epoch's
    (0 before the first epoch); when it is lower, aggressive mode ends for good.
+   ``max_aggressive_epochs`` (0 = no cap, as published) ends it after that many
+   epochs at the latest: a budget for CPU-scale profiles, not part of He et al.
 
 State recorded per epoch (``state_summary``): ``aggressive`` (1 if the epoch
 was trained aggressively), ``inner_steps`` (mean encoder-only steps per batch
@@ -58,9 +60,12 @@ from .registry import register
 class AggHyperparameters(Hyperparameters):
     check_every: int = 15  # inner steps per window of the stopping rule
     max_inner_steps: int = 99  # encoder-only steps per batch at most (He et al.: `while sub_iter < 100`, from 1)
+    max_aggressive_epochs: int = 0  # aggressive mode ends after this many epochs at the latest; 0 = no cap
 
     def __post_init__(self):
         require(self.check_every >= 1, f"agg_vae.check_every must be an integer >= 1, got {self.check_every}")
+        require(self.max_aggressive_epochs >= 0,
+                f"agg_vae.max_aggressive_epochs must be an integer >= 0 (0 = no cap), got {self.max_aggressive_epochs}")
         require(self.max_inner_steps >= 1,
                 f"agg_vae.max_inner_steps must be an integer >= 1, got {self.max_inner_steps}")
 
@@ -120,7 +125,8 @@ class AggVAE(TextVAE):
     def on_validated(self, record: dict) -> None:
         """End aggressive mode for good once the validation MI falls below the previous epoch's."""
         if self.aggressive:
-            if record["valid_mi"] < self.previous_mi:
+            cap = self.hp.max_aggressive_epochs
+            if record["valid_mi"] < self.previous_mi or (cap and self.aggressive_epochs >= cap):
                 self.aggressive = False
             self.previous_mi = record["valid_mi"]
 

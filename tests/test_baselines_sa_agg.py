@@ -147,6 +147,16 @@ def test_agg_mode_ends_for_good_when_validation_mi_drops_then_steps_both_network
     assert model.state_summary() == {"aggressive": 0.0, "inner_steps": 0.0, "aggressive_epochs": 0.0}
 
 
+def test_agg_aggressive_epochs_cap_ends_the_mode_even_while_mi_rises():
+    capped, _ = agg_trainer(max_aggressive_epochs=2)
+    uncapped, _ = agg_trainer()
+    for epoch, mi in enumerate((0.2, 0.5, 0.9), start=1):
+        for model in (capped, uncapped):
+            model.aggressive_epochs = epoch  # what on_epoch_end counted
+            model.on_validated({"valid_mi": mi})
+        assert capped.aggressive == (epoch < 2) and uncapped.aggressive
+
+
 def test_agg_first_epoch_compares_with_zero_mi():
     model, _ = agg_trainer()
     model.on_validated({"valid_mi": -0.01})  # He et al.: pre_mi = 0

@@ -2,6 +2,7 @@
 computes the same numbers as one document at a time (timings are printed, never asserted)."""
 import json
 
+import pytest
 import torch
 
 import models
@@ -22,13 +23,19 @@ def test_perf_benchmark_writes_every_figure(tmp_path, data_dir):
     assert result["eval"]["iw_speedup"] > 0 and 0 <= result["padding_waste_train"] < 1
 
 
-def test_batched_likelihood_equals_one_document_at_a_time(data_dir):
+@pytest.fixture
+def model_and_batch(data_dir):
+    """An untrained smoke-size VAE and a test batch of yahoo_small."""
     config = resolve("vae", "yahoo_small", "smoke", 0)
     corpus = load_data(config, data_dir, download=False)
     torch.manual_seed(0)
     model = models.build("vae", config.profile.architecture(len(corpus.vocab))).eval()
-    batch = next(iter(loader(corpus, "test", config, "cpu", False)))
-    z = torch.randn(batch.size, 7, config.profile.nz)
+    return model, next(iter(loader(corpus, "test", config, "cpu", False)))
+
+
+def test_batched_likelihood_equals_one_document_at_a_time(model_and_batch):
+    model, batch = model_and_batch
+    z = torch.randn(batch.size, 7, model.arch.nz)
     with torch.no_grad():
         together = model.decoder.log_likelihood(batch.tokens, batch.lengths, z)
         alone = torch.cat([model.decoder.log_likelihood(doc.tokens, doc.lengths, z[i:i + 1])
@@ -36,12 +43,8 @@ def test_batched_likelihood_equals_one_document_at_a_time(data_dir):
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-4)
 
 
-def test_iw_estimate_does_not_depend_on_the_chunk_size(data_dir):
-    config = resolve("vae", "yahoo_small", "smoke", 0)
-    corpus = load_data(config, data_dir, download=False)
-    torch.manual_seed(0)
-    model = models.build("vae", config.profile.architecture(len(corpus.vocab))).eval()
-    batch = next(iter(loader(corpus, "test", config, "cpu", False)))
+def test_iw_estimate_does_not_depend_on_the_chunk_size(model_and_batch):
+    model, batch = model_and_batch
     estimates = []
     for chunk in (1, 5, 20):
         torch.manual_seed(1)
