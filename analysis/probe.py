@@ -12,7 +12,6 @@ The result is cached as ``probe.json`` in the run directory.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.errors import UserError
-from benchmarks.store import write_json
+from benchmarks.store import read_json, write_json
 from benchmarks.train import load_trained
 
 LABEL_COUNTS = (100, 500, 1000, 2000, 10000)
@@ -29,10 +28,7 @@ L2 = 1e-3  # weight of the L2 penalty on the probe's weights (not on its bias)
 
 def cached(path: Path, **key) -> dict | None:
     """The result stored at ``path`` if it is readable and was computed for ``key``; else None."""
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    result = read_json(path, warn=False)  # None when missing, truncated or failing its checksum
     return result if isinstance(result, dict) and all(result.get(k) == v for k, v in key.items()) else None
 
 

@@ -94,6 +94,9 @@ def read_documents(path: str | os.PathLike, label: int | None = None) -> list[Do
                 raise UserError(f"{path}, line {number}: has a tab, but its label comes from the file name; "
                                 "remove the label column")
             head, line = line.split("\t", 1)
+            if "\t" in line:
+                raise UserError(f"{path}, line {number}: {line.count(chr(9)) + 2} tab-separated columns; write "
+                                "'LABEL<TAB>text' (two columns) or the text alone")
             try:
                 label = int(head)
             except ValueError:

@@ -56,6 +56,7 @@ class Trainer:
         self.plateau_loss, self.not_improved, self.decays = math.inf, 0, 0
         self.history: list[dict] = []
         self.stopped = False
+        self.nonfinite_steps = torch.zeros((), dtype=torch.long)  # steps with a non-finite gradient norm
         self.rng = np.random.default_rng(torch.initial_seed())  # random_train_batch: seeded by the run
 
     COUNTERS = ("lr", "epoch", "step_count", "kl_weight", "best_loss", "best_epoch", "plateau_loss",
@@ -128,7 +129,8 @@ class Trainer:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.profile.clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.profile.clip)
+        self.nonfinite_steps = self.nonfinite_steps + ~torch.isfinite(norm)  # checked once per epoch: no sync
         for name in update:
             if name in self.optimizers:
                 self.optimizers[name].step()
@@ -144,6 +146,7 @@ class Trainer:
         self.model.on_epoch_start(self.epoch + 1)
         loss_sum = rec_sum = kl_sum = 0.0
         docs = 0
+        self.nonfinite_steps = torch.zeros((), dtype=torch.long)
         for batch in self.train_batches:
             self.kl_weight = self.model.kl_weight(self.progress())
             terms = self.model.training_step(batch, self)
@@ -157,6 +160,9 @@ class Trainer:
         if not math.isfinite(record["train_loss"]):
             raise TrainingDiverged(f"training loss became {record['train_loss']} in epoch {self.epoch + 1}",
                                    self.epoch + 1)
+        if (exploded := int(self.nonfinite_steps)) > 0:
+            raise TrainingDiverged(f"the gradient norm became non-finite in {exploded} step(s) of epoch "
+                                   f"{self.epoch + 1}", self.epoch + 1)
         self.model.on_epoch_end()
         record.update(self.model.state_summary())
         return record

@@ -70,10 +70,10 @@ def run_one(config_json: dict, options: dict, devices=None, threads: int = 0) ->
             devices.put(device)
     summary = {"run_id": config.run_id, "status": status, "seconds": time.perf_counter() - start}
     if status == DONE:
-        metrics = json.loads((path / "metrics.json").read_text())
+        metrics = read_json(path / "metrics.json") or {}
         summary.update({k: metrics.get(k) for k in SUMMARY_KEYS})
     elif status == FAILED:
-        summary["reason"] = json.loads((path / "failed.json").read_text())["reason"]
+        summary["reason"] = (read_json(path / "failed.json") or {}).get("reason", "unknown")
     return summary
 
 

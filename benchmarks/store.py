@@ -6,9 +6,14 @@ directory to ``runs/<run-id>/`` once complete, so a run directory appears whole
 or not at all. A run holds ``metrics.json`` when it finished and ``failed.json``
 (reason, epoch) when it diverged or raised. ``runs/.partial/<run-id>.lock``
 names the process training it; a lock whose process is gone is reclaimed.
+
+Every JSON file of a run carries the sha256 of its content, verified on read: a
+truncated or altered result is reported in one line and the run counts as
+``corrupt`` (the runner trains it again) instead of being read as valid.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,24 +25,48 @@ from pathlib import Path
 
 from .errors import UserError
 
-DONE, FAILED, PARTIAL, PENDING = "done", "failed", "partial", "pending"
+DONE, FAILED, PARTIAL, PENDING, CORRUPT = "done", "failed", "partial", "pending", "corrupt"
+CHECKSUM = "sha256"
+
+
+def digest(value: dict) -> str:
+    """sha256 of a JSON object's content (without its own checksum field)."""
+    content = {k: v for k, v in value.items() if k != CHECKSUM}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def write_json(path: Path, value) -> None:
-    """Write JSON atomically (data.atomic_write: a temporary file renamed into place)."""
+    """Write JSON atomically (data.atomic_write: a temporary file renamed into place); an object
+    gets a ``sha256`` field over its content."""
     from .data import atomic_write  # data is heavy to import; the store alone is not
 
+    if isinstance(value, dict):
+        value = {**value, CHECKSUM: digest(value)}
     atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
-def read_json(path: Path) -> dict | None:
-    """A run file's JSON, or None (with one line on stderr) if it is unreadable."""
+def read_json(path: Path, warn: bool = True) -> dict | None:
+    """A run file's JSON without its checksum, or None (with one line on stderr unless ``warn`` is
+    False) if it is unreadable, truncated or does not match its checksum."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
+        if isinstance(value, dict) and CHECKSUM in value and value[CHECKSUM] != digest(value):
+            raise ValueError("content does not match its sha256")
     except (OSError, ValueError) as error:
-        print(f"warning: {path} is unreadable ({type(error).__name__}); delete its run directory to re-run it",
-              file=sys.stderr)
+        if warn:
+            print(f"warning: {path} is unreadable or corrupt ({error}); its run will be trained again "
+                  f"(or delete {path.parent})", file=sys.stderr)
         return None
+    return {k: v for k, v in value.items() if k != CHECKSUM} if isinstance(value, dict) else value
+
+
+def process_start(pid: int) -> str:
+    """The start time of a process (Linux: /proc/PID/stat field 22), so that a reused PID is not
+    mistaken for the lock's owner; empty where /proc is not available."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def process_alive(pid: int) -> bool:
@@ -62,11 +91,14 @@ class RunStore:
         return self.partials / run_id
 
     def status(self, run_id: str) -> str:
+        """done / failed (verified result files), corrupt (a result file that fails its check),
+        partial (an interrupted attempt with a checkpoint) or pending."""
         final = self.final(run_id)
-        if (final / "metrics.json").exists():
-            return DONE
-        if (final / "failed.json").exists():
-            return FAILED
+        for name, status in (("metrics.json", DONE), ("failed.json", FAILED)):
+            if (final / name).exists():
+                return status if read_json(final / name, warn=False) is not None else CORRUPT
+        if final.exists():
+            return CORRUPT  # a run directory without a result: not written by this store
         return PARTIAL if (self.partial(run_id) / "last.pt").exists() else PENDING
 
     def prepare(self) -> None:
@@ -102,21 +134,24 @@ class RunStore:
                     continue
                 return False
             with os.fdopen(fd, "w") as fh:
-                fh.write(f"{socket.gethostname()} {os.getpid()}")
+                fh.write(f"{socket.gethostname()} {os.getpid()} {process_start(os.getpid())}")
             return True
         return False
 
     @staticmethod
     def _stale(path: Path) -> bool:
-        """A lock of a dead process on this host (or an empty one older than a minute)."""
+        """A lock of a dead process on this host, or of a process whose PID has since been reused
+        (or an empty lock older than a minute)."""
         try:
-            host, _, pid = path.read_text().partition(" ")
+            host, pid, started = (path.read_text().split() + ["", "", ""])[:3]
             age = time.time() - path.stat().st_mtime
         except FileNotFoundError:
             return True
         if not host:
             return age > 60
-        return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        return not process_alive(int(pid)) or bool(started and process_start(int(pid)) != started)
 
     def start(self, run_id: str) -> Path:
         """The run's working directory, kept from an interrupted attempt if it has a checkpoint."""

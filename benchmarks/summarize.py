@@ -14,6 +14,7 @@ import pandas as pd
 
 from .config import load_profile
 from .errors import UserError
+from .store import read_json
 
 DEFAULT_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "f_mean", "train_seconds", "eval_seconds"]
 
@@ -36,12 +37,9 @@ def load_runs(results: Path) -> pd.DataFrame:
     """One row per finished run: its metrics plus a ``config`` label (model, hyperparameters, overrides)."""
     rows = []
     for path in sorted((results / "runs").glob("*/metrics.json")):
-        try:
-            metrics = json.loads(path.read_text())
-            config = json.loads((path.parent / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            print(f"warning: skipping {path.parent.name}: unreadable result ({error}); delete it to re-run", file=sys.stderr)
-            continue
+        metrics, config = read_json(path), read_json(path.parent / "config.json")
+        if metrics is None or config is None:
+            continue  # read_json said why, in one line
         rows.append({**metrics, "config": configuration_label(config)})
     return pd.DataFrame(rows)
 

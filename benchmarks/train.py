@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
+import pickle
 import platform
+import shutil
 import random
 import sys
 import time
@@ -31,7 +34,9 @@ from . import data, metrics
 from .config import RunConfig, resolve
 from .errors import UserError
 from .protocol import Trainer
-from .store import DONE, FAILED, RunStore, write_json
+from .store import CORRUPT, DONE, FAILED, RunStore, read_json, write_json
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "rec", "elbo"]
 
@@ -95,12 +100,26 @@ def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_
         return store.final(config.run_id), status
     store.prepare()
     device = resolve_device(device)
+    try:
+        return _train_locked(config, store, data_dir, cache_dir, device, download, log)
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        raise UserError(f"cannot write {error.filename or store.root}: {error.strerror}; free space or pass a "
+                        "writable --results DIR (the run resumes from its last checkpoint)") from None
+
+
+def _train_locked(config: RunConfig, store: RunStore, data_dir, cache_dir, device, download, log) -> tuple[Path, str]:
     with store.lock(config.run_id) as acquired:
         if not acquired:
             log(f"{config.run_id}: being trained by another process; skipped")
             return store.final(config.run_id), "busy"
-        if store.status(config.run_id) == DONE:  # finished by another process meanwhile
+        status = store.status(config.run_id)
+        if status == DONE:  # finished by another process meanwhile
             return store.final(config.run_id), DONE
+        if status == CORRUPT:
+            log(f"{config.run_id}: its result files are corrupt; training it again")
+            shutil.rmtree(store.final(config.run_id))
         workdir = store.start(config.run_id)
         with open(workdir / "train.log", "a") as logfile:
             def both(line: str) -> None:
@@ -119,6 +138,8 @@ def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_
             except (KeyboardInterrupt, SystemExit):
                 raise  # keep the partial directory: the next attempt resumes from last.pt
             except Exception as error:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
+                if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+                    raise  # the machine's fault, not the run's: keep the checkpoint, say so in one line
                 both(f"FAILED: {type(error).__name__}: {error}")
                 write_json(workdir / "failed.json", {"reason": f"{type(error).__name__}: {error}",
                                                      "epoch": getattr(error, "epoch", None),
@@ -161,10 +182,15 @@ def load_trained(run_dir, *, data_dir=None, cache_dir=None, device="cpu"):
     """Reload a finished run: (model in eval mode with its best weights, corpus, config)."""
     run_dir = Path(run_dir)
     try:
-        config = RunConfig.from_json(json.loads((run_dir / "config.json").read_text()))
+        value = read_json(run_dir / "config.json", warn=False)
+        if value is None:
+            raise ValueError("config.json is unreadable or corrupt")
+        config = RunConfig.from_json(value)
         checkpoint = torch.load(run_dir / "best.pt", map_location=device)
-    except (OSError, KeyError, ValueError, RuntimeError) as error:
-        raise UserError(f"cannot read run {run_dir}: {error}; delete the directory to re-run it") from None
+    except (OSError, KeyError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        reason = (str(error).splitlines() or [""])[0][:160]
+        raise UserError(f"cannot read run {run_dir} ({type(error).__name__}: {reason}); "
+                        "delete the directory to re-run it") from None
     corpus = load_data(config, data_dir, cache_dir, download=False)
     vocab = data.Vocabulary.from_json(checkpoint["vocab"])
     if vocab != corpus.vocab:

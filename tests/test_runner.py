@@ -6,6 +6,7 @@ import pytest
 from benchmarks import plan, run
 from benchmarks.config import load_profile
 from benchmarks.errors import UserError
+from benchmarks.store import read_json
 
 TIMING = {"train_seconds", "eval_seconds"}
 
@@ -44,7 +45,7 @@ def sweep(tmp_path, data_dir, results, *extra):
 
 
 def finished(tmp_path, results):
-    return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / results / "runs").glob("*/metrics.json")}
+    return {p.parent.name: read_json(p) for p in (tmp_path / results / "runs").glob("*/metrics.json")}
 
 
 def test_a_sweep_with_two_workers_trains_each_run_once(tmp_path, data_dir, capsys):

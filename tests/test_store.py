@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from benchmarks.config import resolve
-from benchmarks.store import DONE, FAILED, PARTIAL, RunStore
+from benchmarks.store import DONE, FAILED, PARTIAL, RunStore, process_start, read_json
 from benchmarks.train import train_run
 
 TIMING = {"train_seconds", "eval_seconds"}
@@ -36,7 +36,7 @@ def test_an_interrupted_run_resumes_and_ends_with_the_same_numbers(tmp_path, dat
     lines = []
     resumed, status = run(config, tmp_path, data_dir, "cut", log=lines.append)
     assert status == DONE and any("resumed" in line and "after epoch 1" in line for line in lines)
-    a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, resumed))
+    a, b = (read_json(d / "metrics.json") for d in (whole, resumed))
     assert {k: v for k, v in a.items() if k not in TIMING} == {k: v for k, v in b.items() if k not in TIMING}
     assert (whole / "history.csv").read_text().count("\n") == (resumed / "history.csv").read_text().count("\n")
     assert not (resumed / "last.pt").exists() and not store.partial(config.run_id).exists()
@@ -65,3 +65,15 @@ def test_a_diverging_run_is_recorded_as_failed_and_not_retried_by_default(tmp_pa
     lines = []
     assert run(config, tmp_path, data_dir, "r", log=lines.append)[1] == FAILED and "already failed" in lines[0]
     assert run(config, tmp_path, data_dir, "r", retry_failed=True)[1] == FAILED  # retried (and fails again)
+
+
+def test_a_lock_whose_pid_was_reused_by_another_process_is_stale(tmp_path):
+    store = RunStore(tmp_path)
+    store.prepare()
+    me = f"{os.uname().nodename} {os.getpid()}"
+    (store.partials / "r3.lock").write_text(f"{me} 1")  # our PID, but a start time that is not ours
+    with store.lock("r3") as acquired:
+        assert acquired
+    (store.partials / "r4.lock").write_text(f"{me} {process_start(os.getpid())}")  # really ours: live
+    with store.lock("r4") as acquired:
+        assert not acquired

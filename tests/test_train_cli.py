@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from benchmarks.store import read_json
+
 from .conftest import REPO
 
 CORE_KEYS = {"nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "rec", "elbo", "train_seconds", "eval_seconds",
@@ -23,7 +25,7 @@ def results_of(tmp_path, data_dir, model, *args, results="results"):
     assert done.returncode == 0, done.stderr
     run_dir = tmp_path / results / "runs" / done.stdout.strip().splitlines()[-1].split("/")[-1]
     assert done.stdout.strip().splitlines()[-1] == str(run_dir)
-    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+    return run_dir, read_json(run_dir / "metrics.json")
 
 
 @pytest.mark.parametrize("model, extra", [("lstm_lm", []), ("vae", []), ("scale_vae", ["--set", "des_std=0.7", "f_epo=1"])])
