@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .claims import Verdict
-from .tables import Table, format_cell, latex_escape, to_markdown
+from .tables import Table, format_cell, latex_escape, md, to_markdown
 
 MARKS = {"holds": "✅ holds", "does not hold": "❌ does not hold", "not run": "— not run"}
 
@@ -35,14 +35,14 @@ def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdi
              "Every cell the paper reports, beside the reproduced mean ± std over seeds (n = seeds finished).",
              "At a profile other than `paper` the absolute values are not comparable; the claims below are",
              "what can be compared.", "", "## The paper's claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
-    lines += [f"| {v.claim.text} | {MARKS[v.verdict]} | {v.evidence} |" for v in verdicts]
+    lines += [f"| {md(v.claim.text)} | {MARKS[v.verdict]} | {md(v.evidence)} |" for v in verdicts]
     counts = pd.Series([v.verdict for v in verdicts]).value_counts()
     lines += ["", "Verdicts: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".", ""]
     for name, table in tables.items():
         if name not in papers:
             continue
         lines += [f"## {name}", "", "| row | column | reproduced | paper | difference |", "|---|---|---|---|---|"]
-        lines += [f"| {r['row']} | {r['column']} | {r['reproduced']} | {r['paper']:g} | {r['difference']} |"
+        lines += [f"| {md(r['row'])} | {r['column']} | {r['reproduced']} | {r['paper']:g} | {r['difference']} |"
                   for r in comparison_rows(table, papers[name])]
         lines.append("")
     if unit_prior is not None and not unit_prior.empty:
@@ -55,7 +55,7 @@ def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdi
 
 
 def frame_markdown(frame: pd.DataFrame) -> str:
-    cells = lambda values: "| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values) + " |"
+    cells = lambda values: "| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else md(v) for v in values) + " |"
     return "\n".join([cells(frame.columns), "|" + "---|" * len(frame.columns)] +
                      [cells(r) for r in frame.itertuples(index=False)])
 
@@ -101,7 +101,7 @@ def report_markdown(profile: str, runs: pd.DataFrame, tables: dict[str, Table], 
     if not failed.empty:
         lines += ["## Failed runs", ""] + [f"- `{r.run_id}`: {r.reason}" for r in failed.itertuples()] + [""]
     lines += ["## Claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
-    lines += [f"| {v.claim.text} | {MARKS[v.verdict]} | {v.evidence} |" for v in verdicts] + [""] + extra + [""]
+    lines += [f"| {md(v.claim.text)} | {MARKS[v.verdict]} | {md(v.evidence)} |" for v in verdicts] + [""] + extra + [""]
     for name, table in tables.items():
         lines += [f"## {table.caption.split('.')[0]}", "", to_markdown(table), ""]
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(root).as_posix()})" for p in figures if p.suffix == ".png"]

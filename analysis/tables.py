@@ -299,6 +299,11 @@ def to_latex(table: Table, with_std: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def md(text: str) -> str:
+    """A markdown table cell: a '|' inside a row name (the paper's Yahoo | Yelp values) is escaped."""
+    return str(text).replace("|", "\\|")
+
+
 def to_markdown(table: Table, with_std: bool = True) -> str:
     best = {c.key: table.best_rows(c) for c in table.columns}
     titles = [f"{c.group} {c.title}".strip() for c in table.columns]
@@ -306,7 +311,7 @@ def to_markdown(table: Table, with_std: bool = True) -> str:
     for r in table.rows:
         cells = [format_cell(table, r, c, with_std, False, False) for c in table.columns]
         cells = [f"**{x}**" if r in best[c.key] else x for x, c in zip(cells, table.columns)]
-        lines.append("| " + " | ".join(list(table.labels[r]) + cells) + " |")
+        lines.append("| " + " | ".join(md(x) for x in list(table.labels[r]) + cells) + " |")
     return "\n".join(lines + [""] + [f"_{n}_" for n in footnotes(table)]) + "\n"
 
 
