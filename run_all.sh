@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: bootstraps .venv, runs every experiment over 5 seeds, then summarises.
+# The main job: bootstraps .venv, runs every experiment over 5 seeds, then makes the tables,
+# figures and report (results/tables, results/figures, results/REPORT.md).
 #   ./run_all.sh                      profile quick on a machine without a GPU, paper with one
 #   ./run_all.sh --profile paper      the published setting on every visible GPU
 #   ./run_all.sh --only core --seeds 2 --jobs 2 ...   any option of python -m benchmarks.run
@@ -18,5 +19,6 @@ status=0
 python -m benchmarks.run "$@" || status=$?
 [ "$status" -eq 2 ] && exit 2  # bad input: the runner said why
 python -m benchmarks.summarize --results "$results" || true
+python analysis/make_tables.py --results "$results" || status=$?
 echo "wall time: $(( $(date +%s) - start )) s"
 exit "$status"
