@@ -62,5 +62,10 @@ def collect(results_dir, profile: str) -> pd.DataFrame:
     return frame
 
 
+def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The finished runs of one experiment, each run once."""
+    return runs[(runs["experiment"] == experiment) & (runs["status"] == DONE)].drop_duplicates("run_id")
+
+
 def planned_datasets(experiment: str, profile: str) -> list[str]:
     return plan.load(experiment).get("datasets", {}).get(profile, [])

@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
+from analysis.collect import finished  # noqa: E402
 from benchmarks import data  # noqa: E402
 from benchmarks.train import load_trained  # noqa: E402
 
@@ -48,10 +49,6 @@ def save(fig, out_dir, stem: str) -> list[Path]:
         fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return paths
-
-
-def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    return runs[(runs["experiment"] == experiment) & (runs["status"] == "done")]
 
 
 def row_label(row: str, setting) -> str:

@@ -19,11 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import pandas as pd  # noqa: E402
 
 from analysis import claims, collect, report, tables  # noqa: E402
+from analysis.collect import finished  # noqa: E402
 from benchmarks.errors import UserError  # noqa: E402
-
-
-def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    return runs[(runs["experiment"] == experiment) & (runs["status"] == "done")].drop_duplicates("run_id")
 
 
 def derived(runs: pd.DataFrame, experiment: str, compute) -> dict[str, dict]:

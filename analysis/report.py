@@ -134,6 +134,8 @@ def compile_tables(tex_files: list[Path], pdf: Path, png: Path | None = None) ->
             return f"pdflatex failed: {error}"
         shutil.copy(Path(work, "tables.pdf"), pdf)
     if png is not None and shutil.which("pdftoppm"):
-        subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(pdf),
-                        str(png.with_suffix(""))], check=True, capture_output=True)
+        rendered = subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(pdf),
+                                   str(png.with_suffix(""))], capture_output=True, text=True, errors="replace")
+        if rendered.returncode != 0:
+            return f"compiled {pdf}, but pdftoppm could not render page 1: {rendered.stderr.strip()[:160]}"
     return None

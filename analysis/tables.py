@@ -183,7 +183,7 @@ def table4(runs: pd.DataFrame, profile: str, probes: dict[str, dict]) -> Table:
     for n in requested:
         frame[f"acc_{n}"] = [accuracy(r, n) for r in frame["run_id"]]
     dataset = next(iter(datasets.values()), "")
-    fill(table, frame.assign(experiment="table4"), {c.key: (dataset, c.key) for c in columns}, "table4")
+    fill(table, frame, {c.key: (dataset, c.key) for c in columns}, "table4")
     capped = [f"{n} -> {used[n]}" for n in requested if probes and used[n] < n]
     if capped:
         table.notes.append("Label counts larger than the labelled training set were capped: " + ", ".join(capped) + ".")

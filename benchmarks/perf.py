@@ -17,6 +17,7 @@ On real batches of ``yahoo_small`` at the profile's model sizes it prints:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import resource
@@ -26,13 +27,13 @@ from pathlib import Path
 
 import torch
 
+import models
+
 from . import metrics
 from .config import resolve
 from .errors import UserError
 from .protocol import Trainer
 from .train import load_data, loader, resolve_device, seed_everything
-
-import models
 
 METHODS = ["vae", "scale_vae(0.7,1)", "bn_vae(0.6)", "agg_vae", "sa_vae"]
 DATASET = "yahoo_small"
@@ -87,10 +88,10 @@ def training_throughput(row: str, profile: str, batches: list, corpus, device, r
     model.train()
     model.on_epoch_start(1)  # Agg-VAE: the aggressive phase; Scale-VAE: per-batch factors
     trainer.kl_weight = config.profile.kl_start
-    position = iter(range(10**9))
+    cycle = itertools.cycle(batches)
 
     def step():
-        model.training_step(batches[next(position) % len(batches)], trainer)
+        model.training_step(next(cycle), trainer)
 
     seconds = timed(step, device, repeats)
     tokens = sum(int(b.lengths.sum()) - b.size for b in batches) / len(batches)  # predicted tokens per batch
@@ -105,8 +106,7 @@ def iw_throughput(model, batches: list, profile, device) -> dict:
     samples, memory = profile.iw_samples, profile.eval_memory_mb
     documents = sum(b.size for b in batches)
     batched = timed(lambda: metrics.likelihood_statistics(model, batches, samples, memory), device, 1)
-    one_doc = [b for b in batches[:2]]
-    singles = [single for b in one_doc for single in split_documents(b)]
+    singles = [single for b in batches[:2] for single in split_documents(b)]
 
     def one_at_a_time():
         with torch.no_grad():

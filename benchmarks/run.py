@@ -15,7 +15,6 @@ resume from their last epoch; failures are recorded and listed at the end
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import errno
-import json
 import pickle
 import platform
 import shutil

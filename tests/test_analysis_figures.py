@@ -85,7 +85,7 @@ def latent_runs(tmp_path_factory):
                                         cache_dir=cache, log=lambda line: None)
             assert status == "done"
             record.update(status="done", run_dir=str(run_dir))
-            records.append({**record, "seed": 1, "run_dir": str(root / "missing")})
+            records.append({**record, "seed": 1, "run_id": p.run_id + "-seed1", "run_dir": str(root / "missing")})
         records.append(record)
     return pd.DataFrame(records, columns=COLUMNS), cache
 

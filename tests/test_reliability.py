@@ -5,7 +5,6 @@ runner, two runners at once, a flipped byte) and checks the promise of the
 reliability issue: nothing lost, nothing run twice, nothing half-written read as valid.
 """
 import errno
-import json
 import os
 import signal
 import subprocess

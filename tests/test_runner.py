@@ -1,5 +1,4 @@
 """The experiment runner: plans, parallel sweeps, reuse of finished runs, the Dask backend."""
-import json
 
 import pytest
 
