@@ -253,7 +253,7 @@ def format_cell(table: Table, row: str, column: Column, with_std: bool, bold: bo
 
 def footnotes(table: Table) -> list[str]:
     notes = list(table.notes)
-    if any(table.cell(*key).size < n for key, n in table.planned.items()):
+    if any(0 < table.cell(*key).size < n for key, n in table.planned.items()):  # the cells marked †
         notes.append("† fewer finished seeds than planned (missing runs are not yet trained or failed).")
     return notes
 
