@@ -155,6 +155,9 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
     """The run itself: train under the protocol (resuming from workdir/last.pt), then evaluate."""
     log(f"{config.run_id}: {corpus.description}; vocabulary {len(corpus.vocab)}, "
         f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} documents, device {device}")
+    # Denormal floats (a collapsing posterior's gradients hold them) are slow on CPUs: VAE's
+    # quick-size step fell from 48 to 39 ms with them flushed to zero. Metrics stayed bitwise equal.
+    torch.set_flush_denormal(True)
     seed_everything(config.seed)
     model = models.build(config.model, config.profile.architecture(len(corpus.vocab)),
                          **config.hyperparameters).to(device)

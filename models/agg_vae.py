@@ -95,11 +95,13 @@ class AggVAE(TextVAE):
         previous, window_loss, window_words = math.inf, 0.0, 0
         for step in range(1, self.hp.max_inner_steps + 1):
             terms = self.loss(batch, trainer.kl_weight)
-            window_loss += terms.loss.item() * batch.size  # the batch's summed per-document loss
+            # the batch's summed per-document loss, kept on the device in float64: one host sync per
+            # window instead of one per step, and the same float64 sum as Python floats would give
+            window_loss = window_loss + terms.loss.detach().double() * batch.size
             window_words += batch.num_words
             trainer.step(terms.loss, update=("encoder",))
             if step % self.hp.check_every == 0:
-                current = window_loss / window_words
+                current = float(window_loss) / window_words
                 if current > previous:
                     return step
                 previous, window_loss, window_words = current, 0.0, 0

@@ -8,7 +8,8 @@ import torch
 import models
 from benchmarks import metrics, perf
 from benchmarks.config import resolve
-from benchmarks.train import load_data, loader
+from benchmarks.store import read_json
+from benchmarks.train import load_data, loader, train_run
 
 
 def test_perf_benchmark_writes_every_figure(tmp_path, data_dir):
@@ -19,8 +20,17 @@ def test_perf_benchmark_writes_every_figure(tmp_path, data_dir):
     assert set(result["train"]) == set(perf.METHODS)
     assert all(e["tokens_per_s"] > 0 and e["time_ratio_to_vae"] > 0 for e in result["train"].values())
     assert result["train"]["vae"]["time_ratio_to_vae"] == 1.0
-    assert 0 < result["vae_step_mfu"] and result["matmul_peak_gflops"] > 0
+    assert 0 < result["vae_step_mfu"] < 1 and result["matmul_peak_gflops"] > 0  # no step beats the matmul peak
     assert result["eval"]["iw_speedup"] > 0 and 0 <= result["padding_waste_train"] < 1
+
+
+def test_perf_times_the_named_methods_only(tmp_path, data_dir, capsys):
+    out = tmp_path / "perf.json"
+    assert perf.main(["--profile", "smoke", "--data-dir", str(data_dir), "--steps", "1", "--eval-docs", "4",
+                      "--methods", "vae,scale_vae(0.7,1)", "--json", str(out)]) == 0
+    assert set(json.loads(out.read_text())["train"]) == {"vae", "scale_vae(0.7,1)"}
+    assert perf.main(["--profile", "smoke", "--data-dir", str(data_dir), "--methods", "bn_vae(0.6)"]) == 2
+    assert "must include vae" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -72,3 +82,22 @@ class FixedSamples:
 
     def log_prob(self, z):
         return self.q.log_prob(z)
+
+
+@pytest.mark.parametrize("model", ["vae", "agg_vae"])
+def test_speed_settings_leave_a_runs_numbers_unchanged(tmp_path, data_dir, monkeypatch, model):
+    """Every run flushes denormals to zero (and Agg-VAE sums its window loss on the device): a smoke
+    run gives the same metrics as one that keeps denormals."""
+    config = resolve(model, "yahoo_small", "smoke", 0)
+    fast, _ = train_run(config, results_dir=tmp_path / "fast", data_dir=data_dir, log=lambda line: None)
+    real = torch.set_flush_denormal
+    real(False)
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: True)  # the run cannot turn it back on
+    try:
+        slow, _ = train_run(config, results_dir=tmp_path / "slow", data_dir=data_dir, log=lambda line: None)
+    finally:
+        real(True)
+    a, b = (read_json(d / "metrics.json") for d in (fast, slow))
+    numbers = [k for k, v in a.items() if isinstance(v, float) and k not in ("train_seconds", "eval_seconds")]
+    assert "nll" in numbers and "kl" in numbers
+    assert {k: a[k] for k in numbers} == pytest.approx({k: b[k] for k in numbers}, rel=1e-6)
