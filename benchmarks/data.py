@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -262,6 +263,14 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def atomic_torch_save(path: Path, value) -> None:
+    """``torch.save`` through ``atomic_write``. torch's own file writer turns a full disk into an
+    opaque RuntimeError; serialised in memory first, a failed write is the OSError it is."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    atomic_write(path, buffer.getbuffer())
 
 
 def atomic_write(path: Path, data: bytes) -> None:

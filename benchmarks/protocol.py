@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from models import TrainingProgress
 
 from . import metrics
 from .config import Profile
+from .data import atomic_torch_save
 
 
 class TrainingDiverged(RuntimeError):
@@ -93,9 +93,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def save_checkpoint(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(path, self.state_dict())
 
     def resume(self, path: Path) -> bool:
         """Load a checkpoint if there is a readable one; a corrupt one is reported and ignored."""

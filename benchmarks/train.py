@@ -165,8 +165,8 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
                       loader(corpus, "valid", config, device, False), log=log)
     history = trainer.fit(checkpoint=workdir / "last.pt")
     train_seconds = sum(record["seconds"] for record in history)
-    torch.save({"model": model.state_dict(), "config": config.to_json(), "vocab": corpus.vocab.to_json()},
-               workdir / "best.pt")
+    data.atomic_torch_save(workdir / "best.pt", {"model": model.state_dict(), "config": config.to_json(),
+                                                 "vocab": corpus.vocab.to_json()})
 
     seed_everything(config.seed + 1)  # evaluation randomness independent of training's
     start = time.perf_counter()

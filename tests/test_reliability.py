@@ -178,11 +178,14 @@ def test_a_corrupt_best_model_is_one_line_for_the_analysis(tmp_path, data_dir):
         train.load_trained(path, data_dir=data_dir, cache_dir=tmp_path / "cache")
 
 
-def test_no_space_left_is_one_line_exit_2_and_nothing_published(tmp_path, data_dir, monkeypatch, capsys):
+@pytest.mark.parametrize("full_at", ["last.pt", "best.pt", "metrics.json"])
+def test_no_space_left_is_one_line_exit_2_and_nothing_published(tmp_path, data_dir, monkeypatch, capsys, full_at):
+    """The disk fills while a checkpoint, the best model or the metrics are written (torch.save's
+    own writer would hide the OSError in a RuntimeError and the run would be stored as failed)."""
     real = data.atomic_write
 
     def full_disk(path, payload):
-        if Path(path).name == "metrics.json":
+        if Path(path).name == full_at:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, payload)
 
