@@ -76,9 +76,11 @@ def main(argv=None) -> int:
     wall = run_to_end(sweep_command(args, calm))
     print(f"uninterrupted sweep: {wall:.0f} s, {len(results_of(calm))} runs")
     rng = random.Random(args.seed)
-    kills = []
+    kills, total, finished = [], max(1, len(results_of(calm))), 0
     while len(kills) < args.kills:
-        after = rng.uniform(0.05, 0.5) * wall
+        # a moment within the first half of what is left (so that every kill can land mid-sweep),
+        # but never before the runner has had 5% of the sweep's time to start training
+        after = max(0.05, rng.uniform(0.05, 0.5) * (1 - finished / total)) * wall
         if not killed_at(sweep_command(args, chaos), after):
             break  # it finished before this kill: nothing left to interrupt
         kills.append(after)
