@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import resource
 import sys
 import time
@@ -40,6 +39,7 @@ from .config import resolve
 from .data import Batch
 from .errors import UserError
 from .protocol import Trainer
+from .run import split_list
 from .train import load_data, loader, resolve_device, seed_everything
 
 METHODS = ["vae", "scale_vae(0.7,1)", "bn_vae(0.6)", "agg_vae", "sa_vae"]
@@ -269,7 +269,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        methods = [m.strip() for m in re.split(r",(?![^()]*\))", args.methods) if m.strip()] if args.methods else None
+        methods = split_list(args.methods)
         if methods and "vae" not in methods:
             raise UserError("--methods must include vae (every time ratio is relative to it)")
         result = measure(args.profile, args.device, args.data_dir, args.cache_dir, args.steps, args.eval_docs,
