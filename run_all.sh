@@ -18,6 +18,7 @@ start=$(date +%s)
 status=0
 python -m benchmarks.run "$@" || status=$?
 [ "$status" -eq 2 ] && exit 2  # bad input: the runner said why
+[ "$status" -ge 128 ] && exit "$status"  # interrupted: the same command goes on from here
 python -m benchmarks.summarize --results "$results" || true
 python analysis/make_tables.py --results "$results" || status=$?
 echo "wall time: $(( $(date +%s) - start )) s"

@@ -217,7 +217,12 @@ def main(argv=None) -> int:
     options = {"results": str(Path(args.results).absolute()), "data_dir": args.data_dir and str(Path(args.data_dir).absolute()),
                "cache_dir": args.cache_dir and str(Path(args.cache_dir).absolute()), "device": args.device,
                "download": not args.offline, "retry_failed": args.retry_failed}
-    results = execute(todo, args, options) if todo else []
+    try:
+        results = execute(todo, args, options) if todo else []
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs are kept in {args.results}; run the same command again to go on "
+              "(interrupted runs resume from their last epoch)", file=sys.stderr)
+        return 130
     failed = [r for r in results if r["status"] == FAILED] + [
         {"run_id": c.run_id, "reason": (read_json(store.final(c.run_id) / "failed.json") or {}).get("reason", "?")}
         for c in configs if c not in todo and store.status(c.run_id) == FAILED]

@@ -77,7 +77,12 @@ class DUVAE(BNVAE):
 
     def __init__(self, arch, hparams=None):
         super().__init__(arch, hparams)
-        self.register_buffer("uncertainty_on", torch.tensor(False))
+        self.register_buffer("uncertainty_on", torch.tensor(False))  # saved with the weights
+        self._uncertainty_on = False  # its host copy, read by every forward pass without a device sync
+        self.register_load_state_dict_post_hook(lambda module, keys: module._read_uncertainty_flag())
+
+    def _read_uncertainty_flag(self) -> None:
+        self._uncertainty_on = bool(self.uncertainty_on)
 
     @property
     def variance_floor(self) -> float:
@@ -85,23 +90,26 @@ class DUVAE(BNVAE):
 
     def kl_weight(self, progress: TrainingProgress) -> float:
         weight = super().kl_weight(progress)
-        self.uncertainty_on.fill_(weight >= 1.0)  # the authors' `args.kl_weight == 1`
+        self._uncertainty_on = weight >= 1.0  # the authors' `args.kl_weight == 1`
+        self.uncertainty_on.fill_(self._uncertainty_on)
         return weight
 
     def renormalise_scale(self) -> None:
-        """w <- w * gamma / rms(w), in place and without gradient."""
+        """w <- w * gamma / rms(w), in place, without gradient and without a device sync.
+
+        The factor is computed in float64 and left at exactly 1 when w is already
+        normalised (to 1e-6), as host-side Python floats would; w = 0 becomes gamma.
+        """
         with torch.no_grad():
             weight = self.encoder.mean_bn.weight
-            rms = weight.pow(2).mean().sqrt().item()
-            if rms == 0:
-                weight.fill_(self.hp.gamma)
-            elif abs(rms / self.hp.gamma - 1) > 1e-6:  # untouched (no new version) when already normalised
-                weight.mul_(self.hp.gamma / rms)
+            rms = weight.pow(2).mean().sqrt().double()
+            factor = torch.where((rms / self.hp.gamma - 1).abs() > 1e-6, self.hp.gamma / rms, 1.0).float()
+            weight.copy_(torch.where(rms == 0, self.hp.gamma, weight * factor))
 
     def transform_posterior(self, q: DiagonalGaussian) -> DiagonalGaussian:
         self.renormalise_scale()
         q = super().transform_posterior(q)
-        if not bool(self.uncertainty_on):
+        if not self._uncertainty_on:
             return q
         var = q.logvar.exp()
         if self.training and self.hp.keep < 1:

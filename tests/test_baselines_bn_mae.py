@@ -233,6 +233,10 @@ def test_du_vae_floor_and_dropout_wait_for_kl_weight_one():
     reloaded = build("du_vae", keep=0.5)
     reloaded.load_state_dict(model.state_dict())  # the switch is saved with the checkpoint
     assert bool(reloaded.uncertainty_on) and model.state_summary()["uncertainty_on"] == 1.0
+    # and the host-side copy that forward passes read follows the loaded weights, both ways
+    torch.testing.assert_close(reloaded.eval().transform_posterior(q).logvar, torch.log(q.logvar.exp() + FLOOR))
+    reloaded.load_state_dict(build("du_vae", keep=0.5).state_dict())
+    torch.testing.assert_close(reloaded.transform_posterior(q).logvar, q.logvar)
     unannealed = build("du_vae", anneal=False)
     assert unannealed.kl_weight(progress(step=0)) == 1.0 and bool(unannealed.uncertainty_on)
 

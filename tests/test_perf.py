@@ -53,6 +53,24 @@ def test_batched_likelihood_equals_one_document_at_a_time(model_and_batch):
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["vae", "skip_vae", "lstm_lm"])
+def test_blocked_evaluation_likelihood_equals_the_one_shot_logits(model_and_batch, name):
+    """Without gradients on CPU the output layer runs in cache-sized blocks over the unpadded
+    positions only; it must give what the training path's [N, T, V] logits give."""
+    _, batch = model_and_batch
+    torch.manual_seed(0)
+    model = models.build(name, model_and_batch[0].arch).eval()
+    z = torch.randn(batch.size, 20, model.arch.nz) if model.has_latent else None
+    lengths = torch.randint(3, batch.tokens.shape[1] + 1, (batch.size,))  # positions past a length: padding
+    with torch.no_grad():
+        blocked = model.decoder.log_likelihood(batch.tokens, lengths, z)
+    rows = int((lengths - 1).sum()) * (20 if z is not None else 1)
+    block = model.decoder.LOGITS_BLOCK_BYTES // (4 * model.arch.vocab_size)
+    assert z is None or rows > 3 * block  # several blocks
+    one_shot = model.decoder.log_likelihood(batch.tokens, lengths, z).detach()
+    torch.testing.assert_close(blocked, one_shot, rtol=1e-5, atol=1e-4)
+
+
 def test_iw_estimate_does_not_depend_on_the_chunk_size(model_and_batch):
     model, batch = model_and_batch
     estimates = []
@@ -86,13 +104,16 @@ class FixedSamples:
 
 @pytest.mark.parametrize("model", ["vae", "agg_vae"])
 def test_speed_settings_leave_a_runs_numbers_unchanged(tmp_path, data_dir, monkeypatch, model):
-    """Every run flushes denormals to zero (and Agg-VAE sums its window loss on the device): a smoke
-    run gives the same metrics as one that keeps denormals."""
+    """Every run flushes denormals to zero, steps its optimisers with multi-tensor (foreach)
+    updates, and Agg-VAE sums its window loss on the device: a smoke run gives the same
+    metrics as one that keeps denormals and loops over the parameters."""
     config = resolve(model, "yahoo_small", "smoke", 0)
     fast, _ = train_run(config, results_dir=tmp_path / "fast", data_dir=data_dir, log=lambda line: None)
     real = torch.set_flush_denormal
     real(False)
     monkeypatch.setattr(torch, "set_flush_denormal", lambda on: True)  # the run cannot turn it back on
+    adam = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam", lambda params, **kw: adam(params, **{**kw, "foreach": False}))
     try:
         slow, _ = train_run(config, results_dir=tmp_path / "slow", data_dir=data_dir, log=lambda line: None)
     finally:

@@ -83,6 +83,15 @@ def test_failures_are_listed_and_make_the_exit_code_non_zero(tmp_path, data_dir,
     assert code == 1 and "1 failed" in out and "loss became" in out
 
 
+def test_ctrl_c_says_how_to_go_on_instead_of_a_traceback(tmp_path, capsys, monkeypatch):
+    def interrupted(todo, args, options):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run, "execute", interrupted)
+    code = run.main(["--profile", "smoke", "--only", "core", "--seeds", "1", "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 130 and "run the same command again" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--only", "table9"], "unknown experiment 'table9'"),
     (["--models", "nope"], "'nope' is in none of the selected experiments"),
