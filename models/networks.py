@@ -50,6 +50,23 @@ def last_states(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
 
 
+LOGITS_BLOCK_BYTES = 2**20  # a block of logits that stays in a CPU core's L2 cache
+
+
+def logits_block_rows(hidden_size: int, vocab_size: int) -> int | None:
+    """Rows per block of evaluation logits on CPU, or None where one-shot logits are faster.
+
+    A 1 MB block (at least 128 rows) stays in cache, but every block reads the
+    V x H output weights again: 4H / rows bytes per logit, against the ~8 bytes
+    per logit that writing and re-reading one-shot logits costs. Blocks pay when
+    rows >= H / 2: at the quick sizes (H 128, V 2000) the IW-NLL's output layer and
+    softmax ran 2-2.7x faster in 131-row blocks; at the paper's (H 1024, V 20k)
+    128-row blocks were 15-30% slower than one shot (2 threads).
+    """
+    rows = max(128, LOGITS_BLOCK_BYTES // (4 * vocab_size))
+    return rows if 2 * rows >= hidden_size else None
+
+
 class LSTMEncoder(nn.Module):
     def __init__(self, arch: Architecture):
         super().__init__()
@@ -114,22 +131,21 @@ class LSTMDecoder(nn.Module):
         flat_z = None if z is None else z.reshape(batch * samples, -1)
         mask = torch.arange(steps - 1, device=tokens.device).unsqueeze(0) < (lengths - 1).repeat_interleave(samples).unsqueeze(1)
         hidden = self.hidden_states(inputs, flat_z)[0]
-        if not torch.is_grad_enabled() and hidden.device.type == "cpu":
-            return -self.nll_in_blocks(hidden, targets, mask, flat_z).view(batch, samples)
+        rows = logits_block_rows(hidden.shape[-1], self.output.out_features)
+        if rows and not torch.is_grad_enabled() and hidden.device.type == "cpu":
+            return -self.nll_in_blocks(hidden, targets, mask, flat_z, rows).view(batch, samples)
         logits = self.project(hidden, flat_z)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
         return -(nll.view(batch * samples, steps - 1) * mask).sum(-1).view(batch, samples)
 
-    LOGITS_BLOCK_BYTES = 2**20  # a block of logits that stays in a CPU core's L2 cache
-
     def nll_in_blocks(self, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                      z: torch.Tensor | None) -> torch.Tensor:
-        """Summed NLL per sequence [N] from the real (unpadded) positions, a few rows of logits at a time.
+                      z: torch.Tensor | None, rows: int) -> torch.Tensor:
+        """Summed NLL per sequence [N] from the real (unpadded) positions, ``rows`` rows of logits at a time.
 
-        Evaluation on CPU: the [N, T, V] logits of a whole IW chunk make the output
-        layer and its softmax memory-bound; 1 MB blocks made them 2-2.7x faster at
-        the quick sizes (benchmarks/perf.py) and no slower at the paper's. Equal to
-        the one-shot computation up to float rounding (tests/test_perf.py).
+        Evaluation on CPU at small sizes, where the [N, T, V] logits of a whole IW
+        chunk make the output layer and its softmax memory-bound (see
+        ``logits_block_rows``). Equal to the one-shot computation up to float
+        rounding (tests/test_perf.py).
         """
         steps = hidden.shape[1]
         positions = mask.reshape(-1).nonzero().squeeze(1)
@@ -137,7 +153,6 @@ class LSTMDecoder(nn.Module):
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions).unsqueeze(1)
         targets = targets.reshape(-1).index_select(0, positions)
         z = None if z is None else z.index_select(0, sequence)
-        rows = max(128, self.LOGITS_BLOCK_BYTES // (4 * self.output.out_features))
         nll = torch.cat([
             F.cross_entropy(self.project(hidden[s:s + rows], None if z is None else z[s:s + rows]).squeeze(1),
                             targets[s:s + rows], reduction="none")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import models
+from models.networks import logits_block_rows
 from benchmarks import metrics, perf
 from benchmarks.config import resolve
 from benchmarks.store import read_json
@@ -21,6 +22,8 @@ def test_perf_benchmark_writes_every_figure(tmp_path, data_dir):
     assert all(e["tokens_per_s"] > 0 and e["time_ratio_to_vae"] > 0 for e in result["train"].values())
     assert result["train"]["vae"]["time_ratio_to_vae"] == 1.0
     assert 0 < result["vae_step_mfu"] < 1 and result["matmul_peak_gflops"] > 0  # no step beats the matmul peak
+    assert len(result["matmul_peak_gflops_per_pass"]) == len(result["train"]["vae"]["pass_step_ms"]) == 5
+    assert 0 < result["vae_step_mfu_paired"] < 1
     assert result["eval"]["iw_speedup"] > 0 and 0 <= result["padding_waste_train"] < 1
 
 
@@ -65,10 +68,16 @@ def test_blocked_evaluation_likelihood_equals_the_one_shot_logits(model_and_batc
     with torch.no_grad():
         blocked = model.decoder.log_likelihood(batch.tokens, lengths, z)
     rows = int((lengths - 1).sum()) * (20 if z is not None else 1)
-    block = model.decoder.LOGITS_BLOCK_BYTES // (4 * model.arch.vocab_size)
-    assert z is None or rows > 3 * block  # several blocks
+    block = logits_block_rows(model.arch.dec_hidden, model.arch.vocab_size)
+    assert block and (z is None or rows > 3 * block)  # the blocked path, over several blocks
     one_shot = model.decoder.log_likelihood(batch.tokens, lengths, z).detach()
     torch.testing.assert_close(blocked, one_shot, rtol=1e-5, atol=1e-4)
+
+
+def test_evaluation_logits_are_blocked_only_where_blocks_pay():
+    assert logits_block_rows(128, 2000) == 131  # quick: 1 MB blocks
+    assert logits_block_rows(24, 400) == 655  # smoke
+    assert logits_block_rows(1024, 20000) is None  # paper: one-shot logits are faster
 
 
 def test_iw_estimate_does_not_depend_on_the_chunk_size(model_and_batch):
