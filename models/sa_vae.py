@@ -34,7 +34,8 @@ svi_steps 20, svi_lr1 = svi_lr2 = 1, momentum 0.5, svi_max_grad_norm 5,
 train_n2n 1. Differences from that code:
 - It back-propagates through the K steps with finite-difference
   Hessian-vector products (eps 1e-5); here autograd computes the exact
-  second derivatives. Its backward pass also clips the Hessian-vector products
+  second derivatives (``sa_vae_fd`` is the finite-difference variant, for
+  when K decoder graphs do not fit in memory). Its backward pass also clips the Hessian-vector products
   and the propagated gradients to norm 5; here the exact derivative of the
   clipped forward step is used (the clip factor is differentiated like any
   other operation), with no further clipping until the protocol's global clip.
@@ -130,9 +131,7 @@ class SAVAE(TextVAE):
         v_mu = v_logvar = 0.0
         with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
             for _ in range(self.hp.steps):
-                q = DiagonalGaussian(mu, logvar)
-                rec = -score(batch.tokens, batch.lengths, q.rsample(1))[:, 0]
-                objective = (rec + kl_weight * q.kl_to_standard_normal().sum(-1)).mean()
+                objective = self.svi_objective(batch, mu, logvar, kl_weight, score)
                 g_mu, g_logvar = torch.autograd.grad(objective, (mu, logvar), create_graph=through)
                 v_mu = self.hp.svi_momentum * v_mu - clip_by_norm(g_mu, self.hp.svi_max_grad_norm)
                 v_logvar = self.hp.svi_momentum * v_logvar - clip_by_norm(g_logvar, self.hp.svi_max_grad_norm)
@@ -140,6 +139,13 @@ class SAVAE(TextVAE):
                 if not through:
                     mu, logvar = mu.detach().requires_grad_(), logvar.detach().requires_grad_()
         return DiagonalGaussian(mu, logvar) if through else DiagonalGaussian(mu.detach(), logvar.detach())
+
+    @staticmethod
+    def svi_objective(batch, mu, logvar, kl_weight: float, score) -> torch.Tensor:
+        """f_k of step 2: the batch mean of -ELBO_w at (mu, logvar), one reparameterised sample."""
+        q = DiagonalGaussian(mu, logvar)
+        rec = -score(batch.tokens, batch.lengths, q.rsample(1))[:, 0]
+        return (rec + kl_weight * q.kl_to_standard_normal().sum(-1)).mean()
 
     def posterior(self, batch, kl_weight: float = 1.0) -> DiagonalGaussian:
         """The refined posterior q_K (training: at the current KL weight; evaluation: at 1)."""
