@@ -19,7 +19,7 @@ On real batches of ``yahoo_small`` at the profile's model sizes it prints:
 - padding waste of the length-bucketed batches and the peak memory.
 
 A step's time is the mean over ``--steps`` training batches spread over the
-lengths (median of 3 passes, after an untimed warm-up). Agg-VAE and SA-VAE at
+lengths (median of 5 passes, after an untimed warm-up). Agg-VAE and SA-VAE at
 the paper's sizes cost 20-100 VAE steps each: they get one median-length batch,
 timed once.
 """

@@ -35,8 +35,8 @@ train_n2n 1. Differences from that code:
 - It back-propagates through the K steps with finite-difference
   Hessian-vector products (eps 1e-5); here autograd computes the exact
   second derivatives (``sa_vae_fd`` is the finite-difference variant, for
-  when K decoder graphs do not fit in memory). Its backward pass also clips the Hessian-vector products
-  and the propagated gradients to norm 5; here the exact derivative of the
+  when K decoder graphs do not fit in memory). Its backward pass also clips the
+  Hessian-vector products and the propagated gradients to norm 5; here the exact derivative of the
   clipped forward step is used (the clip factor is differentiated like any
   other operation), with no further clipping until the protocol's global clip.
 - One learning rate (``svi_lr``) for mean and log-variance (theirs are two
@@ -123,11 +123,7 @@ class SAVAE(TextVAE):
         """K SVI steps from q0. Differentiable end to end when gradients are on at the call."""
         through = torch.is_grad_enabled()
         mu, logvar = (x if through and x.requires_grad else x.detach().requires_grad_() for x in (q0.mu, q0.logvar))
-        score = self.decoder.log_likelihood
-        if not (through and self.hp.decoder_n2n):
-            weights = {f"decoder.{k}": v.detach() for k, v in self.decoder.named_parameters()}
-            wrapper = _Likelihood(self.decoder)
-            score = lambda *args: functional_call(wrapper, weights, args)  # noqa: E731
+        score = self.decoder.log_likelihood if through and self.hp.decoder_n2n else self.detached_score()[0]
         v_mu = v_logvar = 0.0
         with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
             for _ in range(self.hp.steps):
@@ -139,6 +135,13 @@ class SAVAE(TextVAE):
                 if not through:
                     mu, logvar = mu.detach().requires_grad_(), logvar.detach().requires_grad_()
         return DiagonalGaussian(mu, logvar) if through else DiagonalGaussian(mu.detach(), logvar.detach())
+
+    def detached_score(self, trainable: bool = False):
+        """(log p(x|z) through detached copies of the decoder's weights, those copies); with
+        ``trainable`` the copies require grad, so gradients w.r.t. them stay off the live weights."""
+        weights = {f"decoder.{k}": v.detach().requires_grad_(trainable) for k, v in self.decoder.named_parameters()}
+        wrapper = _Likelihood(self.decoder)
+        return (lambda *args: functional_call(wrapper, weights, args)), weights
 
     @staticmethod
     def svi_objective(batch, mu, logvar, kl_weight: float, score) -> torch.Tensor:

@@ -33,12 +33,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call
-
 from .base import require
 from .gaussian import DiagonalGaussian
 from .registry import register
-from .sa_vae import SAHyperparameters, SAVAE, _Likelihood, clip_by_norm
+from .sa_vae import SAHyperparameters, SAVAE, clip_by_norm
 
 
 @dataclass(frozen=True)
@@ -129,11 +127,9 @@ class SAVAEFiniteDifference(SAVAE):
     def step_gradients(self, batch, point, kl_weight: float, with_decoder: bool) -> tuple[torch.Tensor, ...]:
         """The gradient of f_k at ``point`` w.r.t. (mu, logvar) and, if asked, the decoder's weights."""
         mu, logvar = (x.detach().requires_grad_() for x in point)
-        weights = {f"decoder.{k}": v.detach().requires_grad_(with_decoder) for k, v in self.decoder.named_parameters()}
-        wrapper = _Likelihood(self.decoder)
+        score, weights = self.detached_score(trainable=with_decoder)
         with torch.enable_grad():
-            objective = self.svi_objective(batch, mu, logvar, kl_weight,
-                                           lambda *args: functional_call(wrapper, weights, args))
+            objective = self.svi_objective(batch, mu, logvar, kl_weight, score)
             inputs = [mu, logvar] + (list(weights.values()) if with_decoder else [])
             grads = torch.autograd.grad(objective, inputs, allow_unused=True)
         return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads))
