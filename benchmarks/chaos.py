@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from .train import TIMING_KEYS as TIMING
 from .store import read_json
 
-TIMING = {"train_seconds", "eval_seconds"}
 
 
 def sweep_command(args, results: Path) -> list[str]:

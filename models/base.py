@@ -15,6 +15,8 @@ A method says only what makes it different, by overriding one or more hooks
 - ``training_step(batch, trainer)``: the optimisation step (Agg-VAE, SA-VAE).
 - ``on_epoch_start(epoch)`` / ``on_epoch_end()``: per-epoch state (Scale-VAE's f),
   reported by ``state_summary()`` in the history and the metrics;
+  ``refresh_statistics()``: evaluation statistics that are ours, not the method's
+  (BN-VAE's end-of-epoch BN statistics); the trainer times it apart from training;
   ``on_validated(record)`` sees each epoch's validation metrics (Agg-VAE).
 - ``Decoder``: the decoder class (Skip-VAE's skip connections to the output).
 - ``prior_std()``: the prior of the decoder's input z in the generative model.
@@ -123,6 +125,10 @@ class TextVAE(nn.Module):
 
     def on_epoch_end(self) -> None:
         pass
+
+    def refresh_statistics(self) -> None:
+        """Recompute evaluation-time statistics after an epoch: work the published method's code
+        does not do, so the trainer records its time as ``statistics_seconds``, not training time."""
 
     def on_validated(self, record: dict) -> None:
         """Called with each epoch's history record once validation metrics are in it."""

@@ -7,13 +7,16 @@ per latent dimension d (zero for i = j):
                = ( s_id^2 / s_jd^2 + (m_id - m_jd)^2 / s_jd^2 - log(s_id^2 / s_jd^2) - 1 ) / 2.
 
 Diversity: M_d = mean of K[i, j, d] over the B(B-1) pairs i != j; the loss
-adds -eta * sum_d log sigmoid(M_d / eta), which rewards posteriors that differ
+adds -eta * sum_d log sigmoid(M_d), which rewards posteriors that differ
 from one another (the mutual posterior divergence), saturating once M_d is
-well above eta. Smoothness: S = standard deviation (unbiased) over the pairs
+well above 1. This is the authors' code (XuezheMax/mae, ``MAE.loss``:
+``- eta * F.logsigmoid(postKL[0]).sum()``): eta weights the term and does not
+divide M_d (an earlier version here had log sigmoid(M_d / eta), which differs
+at eta = 2, the Yelp row of Table 1 and Table 4). Smoothness: S = standard deviation (unbiased) over the pairs
 i != j of sum_d K[i, j, d]; the loss adds gamma * S, which asks the documents
 to be spread evenly. Both terms are outside the KL weight:
 
-    loss = rec + kl_weight * KL + [-eta sum_d log sigmoid(M_d / eta)] + gamma S.
+    loss = rec + kl_weight * KL + [-eta sum_d log sigmoid(M_d)] + gamma S.
 
 Comparison with the authors' code (XuezheMax/mae, ``GaussianEncoder._postKL``
 and ``MAE.loss``):
@@ -43,7 +46,7 @@ from .registry import register
 
 @dataclass(frozen=True)
 class MAEHyperparameters(Hyperparameters):
-    eta: float = 1.0  # weight (and temperature) of the diversity term
+    eta: float = 1.0  # weight of the diversity term
     gamma: float = 0.2  # weight of the smoothness term
 
     def __post_init__(self):
@@ -78,5 +81,5 @@ class MAE(TextVAE):
         if q.mu.shape[0] < 2:
             return 0.0
         mean, std = mutual_divergence(q)
-        diversity = -self.hp.eta * F.logsigmoid(mean / self.hp.eta).sum()
+        diversity = -self.hp.eta * F.logsigmoid(mean).sum()
         return diversity + self.hp.gamma * std

@@ -89,6 +89,7 @@ def test_bn_vae_evaluation_uses_the_epochs_statistics(scale):
     for i in range(100):
         model.transform_posterior(raw_posterior(scale=scale, seed=i))
     model.on_epoch_end()
+    model.refresh_statistics()
     model.eval()
     fresh = model.transform_posterior(raw_posterior(batch=20000, scale=scale, seed=99999))
     torch.testing.assert_close(fresh.mu.std(0), torch.full((NZ,), 0.6), rtol=0.03, atol=0)
@@ -125,6 +126,8 @@ def test_epoch_end_statistics_are_those_of_the_final_encoder_on_the_epochs_docum
     bn = model.encoder.mean_bn
     drifting = bn.running_var.clone()  # cumulative average of the batches' statistics, as the encoder changed
     model.on_epoch_end()
+    torch.testing.assert_close(bn.running_var, drifting)  # the method's own epoch end leaves them alone
+    model.refresh_statistics()
     with torch.no_grad():
         raw = torch.cat([model.encoder(b.tokens, b.lengths).mu for b in batches])
         torch.testing.assert_close(bn.running_mean, raw.mean(0))
@@ -261,7 +264,7 @@ def test_mae_terms_match_a_hand_computed_case():
     m = np.array([np.mean([k[i, j, e] for i, j in pairs]) for e in range(2)])
     s = np.std([k[i, j].sum() for i, j in pairs], ddof=1)
     eta, gamma = 2.0, 0.3
-    expected = -eta * np.sum(np.log(1 / (1 + np.exp(-m / eta)))) + gamma * s
+    expected = -eta * np.sum(np.log(1 / (1 + np.exp(-m)))) + gamma * s  # XuezheMax/mae: logsigmoid(M), not M/eta
     # the authors' full-matrix form (diagonal filled with the mean, corrected) gives the same numbers
     cc, dd = 3 / 2, math.sqrt(8 / 5)
     authors_m = k.reshape(9, 2).mean(0) * cc
