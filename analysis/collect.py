@@ -17,10 +17,14 @@ if str(REPO) not in sys.path:  # analysis/make_tables.py is run as a script
     sys.path.insert(0, str(REPO))
 
 from benchmarks import data, plan  # noqa: E402
+from benchmarks.errors import UserError  # noqa: E402
+from benchmarks.evaluate import metrics_version  # noqa: E402
+from benchmarks.metrics import METRICS_VERSION  # noqa: E402
 from benchmarks.store import DONE, FAILED, RunStore, read_json  # noqa: E402
 
-METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "mi_unscaled", "au_unscaled", "ppl", "f_mean",
-               "train_seconds", "eval_seconds", "epochs", "best_epoch"]
+METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "mi_unscaled", "mi_batch", "mi_ceiling", "au_scaled",
+               "elbo", "elbo_unit_prior", "training_elbo", "ppl", "f_mean", "train_seconds", "statistics_seconds",
+               "eval_seconds", "epochs", "best_epoch", "metrics_version"]
 
 
 def infer_profile(results_dir: Path) -> str:
@@ -52,6 +56,7 @@ def collect(results_dir, profile: str) -> pd.DataFrame:
                 record["status"], record["reason"] = "corrupt", "metrics.json is unreadable"
             else:
                 record.update({k: metrics.get(k) for k in METRIC_KEYS})
+                record["metrics_version"] = metrics_version(metrics)
         elif status == FAILED:
             failure = read_json(store.final(p.run_id) / "failed.json") or {}
             record["reason"] = failure.get("reason", "unknown")
@@ -59,7 +64,20 @@ def collect(results_dir, profile: str) -> pd.DataFrame:
     frame = pd.DataFrame(records)
     for key in METRIC_KEYS:
         frame[key] = pd.to_numeric(frame[key], errors="coerce") if key in frame else float("nan")
+    require_current_metrics(frame, results_dir)
     return frame
+
+
+def require_current_metrics(frame: pd.DataFrame, results_dir) -> None:
+    """Refuse runs scored by another metrics version than this code's: a table must not mix
+    definitions (MI per batch or over the split, AU on which means); the fix re-scores, not retrains."""
+    done = frame[frame["status"] == DONE].drop_duplicates("run_id")  # a run can serve several experiments
+    versions = done["metrics_version"].dropna().astype(int)
+    old = versions[versions != METRICS_VERSION]
+    if not old.empty:
+        found = ", ".join(f"{n} run(s) of version {v}" for v, n in sorted(old.value_counts().items()))
+        raise UserError(f"{results_dir} holds {found}, scored before the current metrics (version {METRICS_VERSION}); "
+                        f"re-score them without training: python -m benchmarks.evaluate --results {results_dir}")
 
 
 def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:

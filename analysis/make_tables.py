@@ -54,13 +54,16 @@ def generations(runs: pd.DataFrame, data_dir, cache_dir) -> dict[str, dict]:
     return derived(vaes, "table5", compute)
 
 
-def scale_vae_nll(runs: pd.DataFrame) -> pd.DataFrame:
-    """Both NLL readings of every Scale-VAE row of Table 1 (mean over finished seeds)."""
+CONVENTIONS = ["nll", "nll_unit_prior", "elbo", "elbo_unit_prior", "training_elbo", "mi", "mi_batch", "mi_unscaled",
+               "au", "au_scaled", "f_mean"]
+
+
+def conventions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every reading of the metrics that have two conventions, for each Table 1 row (mean over finished seeds)."""
     done = finished(runs, "table1")
-    done = done[done["method"] == "scale_vae"]
     if done.empty:
         return pd.DataFrame()
-    grouped = done.groupby(["row", "dataset"], sort=False)[["nll", "nll_unit_prior", "f_mean"]].mean()
+    grouped = done.groupby(["row", "dataset"], sort=False)[CONVENTIONS].mean()
     return grouped.reset_index().rename(columns={"f_mean": "f_bar"})
 
 
@@ -142,7 +145,7 @@ def main(argv=None) -> int:
         tables.to_csv(table, out / f"{name}.csv")
         tex_files.append(out / f"{name}.tex")
     verdicts = claims.check_all(built)
-    (out / "comparison.md").write_text(report.comparison_markdown(built, papers, verdicts, scale_vae_nll(runs)),
+    (out / "comparison.md").write_text(report.comparison_markdown(built, papers, verdicts, conventions(runs)),
                                        encoding="utf-8")
     (out / "comparison.tex").write_text(report.comparison_latex(built, papers), encoding="utf-8")
     figures, extra = ([], []) if args.no_figures else make_figures(runs, built, papers, root / "figures",

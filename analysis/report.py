@@ -10,27 +10,56 @@ from pathlib import Path
 import pandas as pd
 
 from .claims import Verdict
-from .tables import Table, format_cell, latex_escape, md, to_markdown
+from .tables import Table, format_cell, latex_escape, md, paper_units, to_markdown
 
-MARKS = {"holds": "✅ holds", "does not hold": "❌ does not hold", "not run": "— not run"}
+MARKS = {"holds": "✅ holds", "does not hold": "❌ does not hold", "not run": "— not run",
+         "no verdict: at the estimator's ceiling": "⚠️ no verdict: at the estimator's ceiling"}
 
 
-def comparison_rows(table: Table, paper: dict[tuple[str, str], float]) -> list[dict]:
-    """One record per cell the paper reports: reproduced mean ± std, paper value, difference."""
-    records = []
+def number(value: float, digits: int, sign: str = "") -> str:
+    """``value`` with ``digits`` decimals, or 3 significant digits when those decimals would show
+    nothing of it (the paper's Dist-2/3 are near 1e-5)."""
+    if value == 0 or abs(value) >= 10 ** -digits:
+        return f"{value:{sign}.{digits}f}"
+    return f"{value:{sign}.3g}"
+
+
+def comparison_rows(table: Table, paper: dict[tuple[str, str], float], units: dict[str, int] | None = None) -> list[dict]:
+    """One record per cell the paper reports: reproduced mean ± std, paper value, difference.
+
+    ``paper`` holds plain numbers (``tables.paper_values`` has already converted a value printed in
+    units of E-k); ``units`` ({column key: k}) only adds the printed form beside it."""
+    records, units = [], units or {}
     for row in dict.fromkeys([r for r, _ in paper] + table.rows):
         for column in table.columns:
             if (row, column.key) not in paper:
                 continue
             ours, theirs = table.mean(row, column.key), paper[(row, column.key)]
+            shown = f"{theirs:g}"
+            if column.key in units:
+                shown += f" (printed {theirs * 10 ** units[column.key]:g} E-{units[column.key]:02d})"
             records.append({"row": row, "column": f"{column.group} {column.title}".strip(),
                             "reproduced": format_cell(table, row, column, True, False, False) if row in table.rows else "not in this suite",
-                            "paper": theirs, "difference": "" if math.isnan(ours) else f"{ours - theirs:+.{column.digits}f}"})
+                            "paper": theirs, "paper_shown": shown,
+                            "difference": "" if math.isnan(ours) else number(ours - theirs, column.digits, "+")})
     return records
 
 
+def unit_note(table: Table, paper: dict[tuple[str, str], float], units: dict[str, int]) -> list[str]:
+    """Lines saying which of the paper's columns it printed in units of E-k, and that they were converted."""
+    if not units:
+        return []
+    titles = {c.key: f"{c.group} {c.title}".strip() for c in table.columns}
+    printed = ", ".join(f"{titles.get(k, k)} in units of E-{u:02d}" for k, u in units.items())
+    row, key = next((r, k) for r, k in paper if k in units)
+    example = f"{paper[(row, key)] * 10 ** units[key]:g} E-{units[key]:02d} = {paper[(row, key)]:g}"
+    return [f"Units: {', '.join(titles.get(k, k) for k in units)} are plain ratios (distinct / generated n-grams) "
+            f"in both columns. The paper prints {printed}; its values are converted to ratios ({example}) before "
+            "the difference is taken.", ""]
+
+
 def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdicts: list[Verdict],
-                        unit_prior: pd.DataFrame | None) -> str:
+                        readings: pd.DataFrame | None) -> str:
     lines = ["# Reproduced vs paper", "",
              "Every cell the paper reports, beside the reproduced mean ± std over seeds (n = seeds finished).",
              "At a profile other than `paper` the absolute values are not comparable; the claims below are",
@@ -41,16 +70,25 @@ def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdi
     for name, table in tables.items():
         if name not in papers:
             continue
-        lines += [f"## {name}", "", "| row | column | reproduced | paper | difference |", "|---|---|---|---|---|"]
-        lines += [f"| {md(r['row'])} | {r['column']} | {r['reproduced']} | {r['paper']:g} | {r['difference']} |"
-                  for r in comparison_rows(table, papers[name])]
+        units = paper_units(name)
+        lines += [f"## {name}", ""] + unit_note(table, papers[name], units)
+        lines += ["| row | column | reproduced | paper | difference |", "|---|---|---|---|---|"]
+        lines += [f"| {md(r['row'])} | {r['column']} | {r['reproduced']} | {r['paper_shown']} | {r['difference']} |"
+                  for r in comparison_rows(table, papers[name], units)]
         lines.append("")
-    if unit_prior is not None and not unit_prior.empty:
-        lines += ["## Scale-VAE's NLL under both readings", "",
-                  "`nll` (used in Table 1) is the marginal likelihood of Scale-VAE's generative model, prior",
-                  "N(0, f_bar^2) on the decoder's z; `nll_unit_prior` treats the scaled posterior as an ordinary",
-                  "VAE posterior with a N(0, I) prior (protocol.md). For other methods the two coincide.", "",
-                  frame_markdown(unit_prior), ""]
+    if readings is not None and not readings.empty:
+        lines += ["## Both conventions of every two-convention metric (Table 1 rows)", "",
+                  "- `nll` (Table 1): marginal likelihood of the model's generative rule (Scale-VAE: prior",
+                  "  N(0, f_bar^2) on the decoder's z); `nll_unit_prior`: the same estimator with a N(0, I) prior",
+                  "  (the scaled posterior read as an ordinary VAE posterior). `elbo` and `elbo_unit_prior` are the",
+                  "  matching lower bounds; `training_elbo` is the objective at KL weight 1 (for Scale-VAE it mixes",
+                  "  the scaled reconstruction with the unscaled KL and bounds neither).",
+                  "- `mi` (Table 1): whole-split estimator (BN-VAE/DU-VAE `calc_mi_v3`, the paper's own rows), at",
+                  "  most log N; `mi_batch`: He et al.'s per-batch `calc_mi_q` (the paper's starred rows), at most",
+                  "  log 32 = 3.47; `mi_unscaled`: whole-split on Scale-VAE's unscaled posterior.",
+                  "- `au` (Table 1): the encoder's own means; `au_scaled`: Scale-VAE's scaled means f_bar * mu,",
+                  "  whose spread is des_std by construction. For methods other than Scale-VAE the pairs coincide.", "",
+                  frame_markdown(readings), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -112,6 +150,10 @@ WRAPPER = r"""\documentclass{article}
 \usepackage[margin=2cm,a4paper]{geometry}
 \usepackage{booktabs}
 \usepackage{graphicx}
+%% Every caption here stands above its table: LaTeX's defaults (10pt above a caption, 0pt below)
+%% are for captions below, and left a two-line caption touching the table's top rule.
+\setlength{\abovecaptionskip}{0pt}
+\setlength{\belowcaptionskip}{8pt}
 \begin{document}
 %s
 \end{document}

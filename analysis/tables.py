@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Table:
     failed: dict[tuple[str, str], int] = field(default_factory=dict)  # failed seeds per cell
     notes: list[str] = field(default_factory=list)
     transpose: bool = False  # LaTeX: models as columns (Table 5's layout)
+    ceilings: dict[str, float] = field(default_factory=dict)  # column -> the largest value its estimator can give
 
     def cell(self, row: str, column: str) -> np.ndarray:
         return self.values.get((row, column), np.array([]))
@@ -124,12 +126,30 @@ def scale_caption(caption: str, profile: str, datasets: dict[str, str]) -> str:
             f"comparable in absolute value with the paper's; mean over seeds.")
 
 
+def note_mi_ceilings(table: Table, runs: pd.DataFrame, experiment: str, datasets: dict[str, str]) -> Table:
+    """Record each MI column's ceiling, log N of the test split (the whole-split estimator cannot exceed it)."""
+    selected = runs[(runs["experiment"] == experiment) & (runs["status"] == "done")]
+    parts = []
+    for family, dataset in datasets.items():
+        ceiling = pd.to_numeric(selected.loc[selected["dataset"] == dataset, "mi_ceiling"], errors="coerce").max()
+        if not math.isnan(ceiling):
+            table.ceilings[f"{family}_mi"] = float(ceiling)
+            parts.append(f"log {math.exp(ceiling):,.0f} = {ceiling:.2f} on {dataset}")
+    if parts:
+        table.notes.append("MI: the whole-split estimator of the paper's own rows (BN-VAE's and DU-VAE's calc_mi_v3: "
+                           "q(z) mixes the posteriors of every test document), on the posterior the decoder reads; "
+                           "it cannot exceed log N (" + "; ".join(parts) + "). AU: active units of the encoder's "
+                           "own means (He et al.'s calc_au). comparison.md lists He et al.'s per-batch MI and "
+                           "Scale-VAE's AU on the scaled means beside them.")
+    return table
+
+
 def table1(runs: pd.DataFrame, profile: str) -> Table:
     datasets = datasets_by_family(runs, "table1")
     columns, sources = density_columns(datasets)
     table = Table("table1", scale_caption("Density estimation (Table 1)", profile, datasets),
                   variants.table_rows()["table1"], columns)
-    return fill(table, runs, sources, "table1")
+    return note_mi_ceilings(fill(table, runs, sources, "table1"), runs, "table1", datasets)
 
 
 def table2(runs: pd.DataFrame, profile: str) -> Table:
@@ -148,7 +168,9 @@ def table2(runs: pd.DataFrame, profile: str) -> Table:
         for row in table.rows:
             hours = table.cell(row, f"{family}_hours")
             table.values[(row, f"{family}_ratio")] = hours / vae if hours.size and vae > 0 else np.array([])
-    table.notes.append("Times are wall-clock training times of runs that shared the machine with other runs.")
+    table.notes.append("Times are wall-clock training times of runs that shared the machine with other runs. "
+                       "BN-VAE's and DU-VAE's exclude the end-of-epoch pass that recomputes their evaluation-time "
+                       "batch-norm statistics (ours, not in the authors' code; recorded as statistics_seconds).")
     return table
 
 
@@ -161,7 +183,7 @@ def table3(runs: pd.DataFrame, profile: str) -> Table:
     for row in rows:
         values = variants.parse(row).hyperparameters(None)
         table.labels[row] = (f"{values['des_std']:g}", f"{values['f_epo']:g}")
-    return fill(table, runs, sources, "table3")
+    return note_mi_ceilings(fill(table, runs, sources, "table3"), runs, "table3", datasets)
 
 
 def table4(runs: pd.DataFrame, profile: str, probes: dict[str, dict]) -> Table:
@@ -195,15 +217,31 @@ TABLE5_METRICS = [("ppl", "PPL", "min", 2), ("gram2", "Gram-2", "max", 2), ("gra
                   ("dist2", "Dist-2", "max", 4), ("dist3", "Dist-3", "max", 4)]
 
 
+def generation_protocol(generations: dict[str, dict]) -> str:
+    """How the finished runs' text was generated, for Table 5's caption: the word budget of the
+    n-gram statistics and the sampling cap, as the results record them."""
+    budgets = sorted({g["token_budget"] for g in generations.values() if "token_budget" in g})
+    caps = sorted({g["max_tokens"] for g in generations.values() if "max_tokens" in g})
+    if not budgets:
+        from .generation import DEFAULT_TOKENS  # torch and the models: only when there is nothing to read
+        budgets = [DEFAULT_TOKENS]
+    words = " / ".join(f"{b:,}" for b in budgets)
+    cap = f" (at most {' / '.join(map(str, caps))} tokens each, the end token included)" if caps else ""
+    return (f"Sentences sampled from the prior{cap}; Gram-n, Entropy and Dist-n over exactly the first {words} "
+            f"generated words of each run, PPL over the whole sampled sentences under the LSTM-LM of the same seed")
+
+
 def table5(runs: pd.DataFrame, profile: str, generations: dict[str, dict]) -> Table:
     """Generation metrics; ``generations`` maps run_id to the metrics of its generated text."""
     datasets = datasets_by_family(runs, "table5")
     rows = [r for r in variants.table_rows()["table5"] if variants.parse(r).method != "lstm_lm"]
     columns = [Column(key, title, "", best, digits) for key, title, best, digits in TABLE5_METRICS]
-    caption = scale_caption("Quality and diversity of generated sentences (Table 5); PPL under the LSTM-LM of "
-                            "the same seed, Gram-n in %, Entropy in nats, Dist-n = distinct / generated n-grams "
-                            "(the standard definition: the paper's Dist-2/3 magnitudes, 1e-5, cannot be "
-                            "proportions of this kind)", profile, datasets)
+    caption = scale_caption("Quality and diversity of generated sentences (Table 5). " + generation_protocol(generations)
+                            + "; Gram-n in %, Entropy in nats, Dist-n = "
+                            "distinct / generated n-grams as a ratio (the paper prints Dist-1 in units of E-02 and "
+                            "Dist-2/3 in E-05; its Dist-2/3, hundreds of times below its Dist-1, are hard to "
+                            "reconcile with ratios of this kind, since every distinct word that is not only "
+                            "sentence-final starts a distinct bigram)", profile, datasets)
     table = Table("table5", caption, rows, columns, transpose=True)
     frame = runs[runs["experiment"] == "table5"].copy()
     for key, *_ in TABLE5_METRICS:
@@ -211,15 +249,45 @@ def table5(runs: pd.DataFrame, profile: str, generations: dict[str, dict]) -> Ta
         frame[key] = [scale * value if (value := generations.get(r, {}).get(key)) is not None else math.nan
                       for r in frame["run_id"]]
     dataset = next(iter(datasets.values()), "")
-    return fill(table, frame, {key: (dataset, key) for key, *_ in TABLE5_METRICS}, "table5")
+    fill(table, frame, {key: (dataset, key) for key, *_ in TABLE5_METRICS}, "table5")
+    capped, short = [], []
+    for row in rows:
+        results = [generations[r] for r in frame.loc[frame["row"] == row, "run_id"] if r in generations]
+        if any("capped" in g for g in results):
+            capped.append(f"{row_title(row)} {sum(g.get('capped', 0) for g in results):,} of "
+                          f"{sum(g.get('sentences', 0) for g in results):,}")
+        if any(g.get("tokens", 0) < g.get("token_budget", 0) for g in results):
+            short.append(row_title(row))
+    if capped:
+        table.notes.append("Samples that reached the cap without drawing the end token (scored without one), over "
+                           "all seeds: " + "; ".join(capped) + ".")
+    if short:
+        table.notes.append("Runs whose sentences were too short to fill the word budget (their statistics use "
+                           "fewer words): " + ", ".join(short) + ".")
+    return table
+
+
+UNIT = re.compile(r"\(E-(\d+)\)")  # a unit in the paper's printed label, e.g. "Dist-2 (E-05)"
+
+
+def paper_units(name: str) -> dict[str, int]:
+    """Columns the paper prints in units of 10^-k (Table 5's Dist-n): {column key: k}."""
+    if name != "table5":
+        return {}
+    with open(PAPER_DIR / f"{name}.csv", newline="", encoding="utf-8") as fh:
+        return {r["metric"]: int(m.group(1)) for r in csv.DictReader(fh) if (m := UNIT.search(r.get("label") or ""))}
 
 
 def paper_values(name: str) -> dict[tuple[str, str], float]:
-    """The paper's numbers of one table (analysis/paper/<name>.csv) as {(row, column key): value}."""
+    """The paper's numbers of one table (analysis/paper/<name>.csv) as {(row, column key): value}, as
+    plain numbers: a value printed in units of E-k (Table 5's Dist-n) is read as <value>e-k, so
+    that it compares with our ratios."""
     with open(PAPER_DIR / f"{name}.csv", newline="", encoding="utf-8") as fh:
         records = list(csv.DictReader(fh))
     if name == "table5":  # stored with models as columns, as printed
-        return {(model, r["metric"]): float(r[model]) for r in records for model in r if model not in ("metric", "label")}
+        units = paper_units(name)
+        return {(model, r["metric"]): float(f"{r[model]}e-{units.get(r['metric'], 0)}")  # 0.82 at E-02 -> 0.0082
+                for r in records for model in r if model not in ("metric", "label")}
     return {(r["row"], key): float(value) for r in records for key, value in r.items()
             if key not in ("row", "label", "des_std", "f_epo") and value not in ("", None)}
 

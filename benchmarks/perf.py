@@ -42,7 +42,7 @@ from .config import resolve
 from .data import Batch
 from .errors import UserError
 from .protocol import Trainer
-from .run import split_list
+from .plan import split_list
 from .train import load_data, loader, resolve_device, seed_everything
 
 METHODS = ["vae", "scale_vae(0.7,1)", "bn_vae(0.6)", "agg_vae", "sa_vae"]

@@ -36,6 +36,21 @@ class PlannedRun:
         return self.config.run_id
 
 
+def split_list(text: str | None) -> list[str] | None:
+    """Split a comma-separated option, keeping commas inside parentheses: 'vae,mae(1,0.2)'."""
+    if not text:
+        return None
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return items + [current.strip()] if current.strip() else items
+
+
 def available() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml"))
 

@@ -188,7 +188,7 @@ class Trainer:
         record = {"valid_loss": (rec + kl) / docs, "valid_rec": rec / docs, "valid_kl": kl / docs}
         if self.model.has_latent:
             stats = metrics.latent_statistics(self.model, self.valid_batches)
-            record.update(valid_mi=stats["mi"], valid_au=stats["au"])
+            record.update(valid_mi=stats["mi"], valid_mi_batch=stats["mi_batch"], valid_au=stats["au"])
         return record
 
     def end_of_epoch(self, valid_loss: float) -> bool:

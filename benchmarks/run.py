@@ -27,7 +27,9 @@ from tqdm import tqdm
 
 import models
 
+from . import evaluate
 from . import plan as planning
+from .plan import split_list
 from .config import RunConfig, load_profile
 from .errors import UserError
 from .store import DONE, FAILED, RunStore, read_json
@@ -36,30 +38,21 @@ from .train import train_run
 SUMMARY_KEYS = ("nll", "kl", "mi", "au")
 
 
-def split_list(text: str | None) -> list[str] | None:
-    """Split a comma-separated option, keeping commas inside parentheses: 'vae,mae(1,0.2)'."""
-    if not text:
-        return None
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            items.append(current.strip())
-            current = ""
-        else:
-            current += char
-    return items + [current.strip()] if current.strip() else items
-
-
 def run_one(config_json: dict, options: dict, devices=None, threads: int = 0) -> dict:
-    """Train one run in a worker; returns a small summary for the progress display."""
+    """Train one run in a worker (or re-score it, if it finished under older metrics); returns a small
+    summary for the progress display."""
     if threads:
         torch.set_num_threads(threads)
     device = devices.get() if devices is not None else options["device"]
     start = time.perf_counter()
     try:
         config = RunConfig.from_json(config_json)
-        path, status = train_run(config, results_dir=options["results"], data_dir=options["data_dir"],
+        store = RunStore(options["results"])
+        if store.status(config.run_id) == DONE and evaluate.is_stale(store.final(config.run_id)):
+            path, status = evaluate.rescore_locked(options["results"], config.run_id, data_dir=options["data_dir"],
+                                                   cache_dir=options["cache_dir"], device=device)
+        else:
+            path, status = train_run(config, results_dir=options["results"], data_dir=options["data_dir"],
                                  cache_dir=options["cache_dir"], device=device, download=options["download"],
                                  retry_failed=options["retry_failed"], log=lambda line: None)
     except UserError as error:
@@ -99,7 +92,9 @@ def describe_plan(planned, configs, store: RunStore, jobs: int) -> str:
         counts = Counter(status[i] for i in ids)
         lines.append(f"{name:<14} {len(ids):4d} runs: " + ", ".join(f"{counts[s]} {s}" for s in sorted(counts)))
     todo = [c for c in configs if status[c.run_id] not in (DONE, FAILED)]
-    lines.append(f"{'all':<14} {len(configs):4d} distinct runs, {len(todo)} to train")
+    stale = sum(status[c.run_id] == DONE and evaluate.is_stale(store.final(c.run_id)) for c in configs)
+    lines.append(f"{'all':<14} {len(configs):4d} distinct runs, {len(todo)} to train"
+                 + (f", {stale} to re-score (older metrics version)" if stale else ""))
     for c in todo:
         lines.append(f"  {status[c.run_id]:<8} {c.run_id}")
     left = estimate_seconds(todo, store)
@@ -211,9 +206,13 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     todo = [c for c in configs if store.status(c.run_id) not in ((DONE,) if args.retry_failed else (DONE, FAILED))]
-    skipped = Counter(store.status(c.run_id) for c in configs if c not in todo)
+    stale = [c for c in configs if c not in todo and store.status(c.run_id) == DONE
+             and evaluate.is_stale(store.final(c.run_id))]
+    skipped = Counter(store.status(c.run_id) for c in configs if c not in todo and c not in stale)
     print(f"profile {profile}: {len(configs)} distinct runs, {len(todo)} to train"
+          + (f", {len(stale)} to re-score (metrics changed since they ran; no retraining)" if stale else "")
           + "".join(f", {n} {s}" for s, n in skipped.items()))
+    todo += stale
     options = {"results": str(Path(args.results).absolute()), "data_dir": args.data_dir and str(Path(args.data_dir).absolute()),
                "cache_dir": args.cache_dir and str(Path(args.cache_dir).absolute()), "device": args.device,
                "download": not args.offline, "retry_failed": args.retry_failed}
@@ -227,7 +226,7 @@ def main(argv=None) -> int:
         {"run_id": c.run_id, "reason": (read_json(store.final(c.run_id) / "failed.json") or {}).get("reason", "?")}
         for c in configs if c not in todo and store.status(c.run_id) == FAILED]
     busy = [r for r in results if r["status"] == "busy"]
-    print(f"finished: {sum(r['status'] == DONE for r in results)} trained, {len(failed)} failed, {len(busy)} busy elsewhere")
+    print(f"finished: {sum(r['status'] == DONE for r in results)} trained or re-scored, {len(failed)} failed, {len(busy)} busy elsewhere")
     for f in failed:
         print(f"  failed: {f['run_id']}: {f['reason']}")
     return 1 if failed else 0

@@ -170,17 +170,26 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
     data.atomic_torch_save(workdir / "best.pt", {"model": model.state_dict(), "config": config.to_json(),
                                                  "vocab": corpus.vocab.to_json()})
 
-    seed_everything(config.seed + 1)  # evaluation randomness independent of training's
-    start = time.perf_counter()
-    test = metrics.evaluate(model, loader(corpus, "test", config, device, False),
-                            config.profile.iw_samples, config.profile.eval_memory_mb)
-    result = {**test, **model.state_summary(), "train_seconds": train_seconds,
-              "statistics_seconds": statistics_seconds,
-              "eval_seconds": time.perf_counter() - start, "epochs": trainer.epoch,
+    result = {**score(model, corpus, config, device), **model.state_summary(), "train_seconds": train_seconds,
+              "statistics_seconds": statistics_seconds, "epochs": trainer.epoch,
               "best_epoch": trainer.best_epoch, "device": str(device), "versions": library_versions(),
               "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
               "profile": config.profile.name, "seed": config.seed}
     return result, history
+
+
+def score(model, corpus: data.Corpus, config: RunConfig, device) -> dict:
+    """The test metrics of a trained model (``metrics.evaluate``) and ``eval_seconds``.
+
+    Seeded by the run's own seed, independently of training's random stream, so that
+    scoring the same weights again (``benchmarks.evaluate``) gives the same numbers.
+    """
+    torch.set_flush_denormal(True)  # as in training: flushed denormals change no metric, only speed
+    seed_everything(config.seed + 1)
+    start = time.perf_counter()
+    test = metrics.evaluate(model, loader(corpus, "test", config, device, False),
+                            config.profile.iw_samples, config.profile.eval_memory_mb)
+    return {**test, "eval_seconds": time.perf_counter() - start}
 
 
 def load_trained(run_dir, *, data_dir=None, cache_dir=None, device="cpu"):

@@ -37,8 +37,8 @@ Against the authors' code (jxhe/vae-lagging-encoder, text.py):
   which is the same count for their batching.
 - Validation MI: both compute He et al.'s ``calc_mi_q`` on the validation set,
   in evaluation mode, at the end of every epoch; here it is the protocol's
-  ``valid_mi`` (``on_validated``), computed after the method's end-of-epoch
-  hook, with the same estimator and batch size.
+  ``valid_mi_batch`` (``on_validated``), computed after the method's end-of-epoch
+  hook, with the same estimator and batch size (not the whole-split ``valid_mi``).
 - Their encoder and decoder optimisers are SGD; here they are the profile's
   optimiser (one per network, from the protocol's ``Trainer``). When the
   learning rate decays, the protocol rebuilds both optimisers, as they do.
@@ -128,9 +128,9 @@ class AggVAE(TextVAE):
         """End aggressive mode for good once the validation MI falls below the previous epoch's."""
         if self.aggressive:
             cap = self.hp.max_aggressive_epochs
-            if record["valid_mi"] < self.previous_mi or (cap and self.aggressive_epochs >= cap):
+            if record["valid_mi_batch"] < self.previous_mi or (cap and self.aggressive_epochs >= cap):
                 self.aggressive = False
-            self.previous_mi = record["valid_mi"]
+            self.previous_mi = record["valid_mi_batch"]
 
     def resume_state(self) -> dict:
         return {"aggressive": self.aggressive, "previous_mi": self.previous_mi,

@@ -34,6 +34,11 @@ class DiagonalGaussian:
         """Per-dimension KL(q || N(0, 1)) in closed form, shape [B, nz]."""
         return 0.5 * (self.mu**2 + self.logvar.exp() - self.logvar - 1.0)
 
+    def kl_to_normal(self, std: torch.Tensor | float) -> torch.Tensor:
+        """Per-dimension KL(q || N(0, std^2)) in closed form, shape [B, nz]."""
+        log_std = torch.as_tensor(std, dtype=self.mu.dtype, device=self.mu.device).log()
+        return 0.5 * ((self.mu**2 + self.logvar.exp()) * (-2 * log_std).exp() - self.logvar + 2 * log_std - 1.0)
+
     def with_mean(self, mu: torch.Tensor) -> "DiagonalGaussian":
         return DiagonalGaussian(mu, self.logvar)
 

@@ -9,6 +9,7 @@ import torch
 from analysis import generation, probe
 from benchmarks.config import resolve
 from benchmarks.errors import UserError
+from benchmarks.store import write_json
 from benchmarks.train import train_run
 from models.networks import LSTMDecoder
 
@@ -74,21 +75,6 @@ def test_ngram_statistics_on_hand_made_sentences():
 # --------------------------------------------------------------------------- the probe
 
 
-def test_probe_separates_separable_features_and_ignores_per_dimension_scale():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, 300)
-    centres = np.array([[4.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 4.0, 0]])
-    features = centres[labels] + rng.normal(0, 0.3, (300, 4))
-    train, test = slice(0, 60), slice(60, None)
-    assert probe.probe_accuracy(features[train], labels[train], features[test], labels[test]) == 1.0
-
-    noisy = centres[labels] + rng.normal(0, 3.0, (300, 4))  # overlapping classes: accuracy below 1
-    scale = np.array([100.0, 0.01, 7.0, 1e-3])  # e.g. Scale-VAE's f_bar
-    plain = probe.probe_accuracy(noisy[train], labels[train], noisy[test], labels[test])
-    scaled = probe.probe_accuracy(noisy[train] * scale, labels[train], noisy[test] * scale, labels[test])
-    assert 0.4 < plain < 1 and scaled == pytest.approx(plain)
-
-
 def test_label_subsets_are_capped_distinct_and_seeded():
     subsets = probe.draw_subsets(200, [100, 500, 1000], seed=0)
     assert list(subsets) == [100, 200]  # 500 and 1000 both capped at the 200 available
@@ -99,22 +85,33 @@ def test_label_subsets_are_capped_distinct_and_seeded():
 
 def test_linear_probe_on_a_smoke_run_is_capped_seeded_and_cached(trained, fresh, cache_dir, monkeypatch):
     run_dir = fresh(trained("vae", "yelp_small", seed=3))
-    seeds = []
-    draw = probe.draw_subsets
+    seeds, fits = [], []
+    draw, fit_probe = probe.draw_subsets, probe.fit_probe
     monkeypatch.setattr(probe, "draw_subsets", lambda *args: seeds.append(args[2]) or draw(*args))
+    monkeypatch.setattr(probe, "fit_probe", lambda *args, **kwargs: fits.append(kwargs) or fit_probe(*args, **kwargs))
     result = probe.linear_probe(run_dir, data_dir=DATA_DIR, cache_dir=cache_dir)
-    assert seeds == [3]  # the run's seed draws the labelled subsets
+    assert seeds == [3] and [f["seed"] for f in fits] == [3, 3]  # the run's seed draws the subsets and seeds the probe
+    assert [len(f["lengths"]) for f in fits] == [100, 200]  # batched by the labelled documents' lengths
+    assert result["probe"] == probe.PROTOCOL and result["features"] == "posterior mean"
     assert result["requested_counts"] == [100, 500, 1000, 2000, 10000]
     assert result["label_counts"] == [100, 200] and result["train_documents"] == 200  # smoke: 200 documents
-    assert result["test_documents"] == 40 and result["features"] == "posterior mean"
-    assert set(result["accuracy"]) == {"100", "200"}
+    assert result["test_documents"] == 40 and result["valid_documents"] > 0
+    assert set(result["accuracy"]) == set(result["best_epoch"]) == set(result["batched_documents"]) == {"100", "200"}
     assert all(0 <= a <= 1 for a in result["accuracy"].values())
+    assert all(1 <= e <= probe.MAX_EPOCHS for e in result["best_epoch"].values())
+    assert all(result["batched_documents"][n] <= int(n) for n in ("100", "200"))
 
     stamp = (run_dir / "probe.json").stat().st_mtime_ns
     with monkeypatch.context() as patch:
         no_recompute(patch, probe)
         assert probe.linear_probe(run_dir, data_dir=DATA_DIR, cache_dir=cache_dir) == result
     assert (run_dir / "probe.json").stat().st_mtime_ns == stamp
+
+    # a result without the protocol's name (the earlier standardised LBFGS probe) is recomputed, identically
+    old = {k: v for k, v in result.items() if k != "probe"}
+    write_json(run_dir / "probe.json", old)
+    assert probe.cached(run_dir / "probe.json", requested_counts=result["requested_counts"]) == old
+    assert probe.linear_probe(run_dir, data_dir=DATA_DIR, cache_dir=cache_dir) == result  # seeded: same numbers
 
     assert probe.linear_probe(run_dir, (50,), data_dir=DATA_DIR, cache_dir=cache_dir)["label_counts"] == [50]
     (run_dir / "probe.json").write_text("{not json")
@@ -131,8 +128,11 @@ def test_probe_of_an_unlabelled_dataset_is_a_user_error(trained, cache_dir):
 
 def test_generation_metrics_on_a_smoke_run_are_valid_and_cached(trained, fresh, cache_dir, monkeypatch):
     run_dir, lm_dir = fresh(trained("vae", "yahoo_small")), trained("lstm_lm", "yahoo_small")
-    result = generation.generation_metrics(run_dir, lm_dir, sentences=200, data_dir=DATA_DIR, cache_dir=cache_dir)
-    assert result["sentences"] == 200 and result["lm_run"] == lm_dir.name and result["tokens"] > 0
+    result = generation.generation_metrics(run_dir, lm_dir, tokens=2000, data_dir=DATA_DIR, cache_dir=cache_dir)
+    assert result["lm_run"] == lm_dir.name and result["protocol"] == generation.PROTOCOL
+    assert result["tokens"] == result["token_budget"] == 2000 <= result["words"]  # the statistics' words: the budget
+    assert result["max_tokens"] == 21 and 0 <= result["capped"] <= result["sentences"]  # smoke: max_len 20, + </s>
+    assert result["words"] - 20 <= 2000 and result["sentences"] >= 2000 / 21  # stops at the sentence crossing it
     assert math.isfinite(result["ppl"]) and result["ppl"] > 1
     assert 0 < result["entropy"] <= math.log(400)  # smoke vocabulary: 400 words
     assert all(0 <= result[k] <= 1 for k in ("gram2", "gram3", "gram4", "dist1", "dist2", "dist3"))
@@ -140,11 +140,18 @@ def test_generation_metrics_on_a_smoke_run_are_valid_and_cached(trained, fresh, 
 
     with monkeypatch.context() as patch:
         no_recompute(patch, generation)
-        again = generation.generation_metrics(run_dir, lm_dir, sentences=200, data_dir=DATA_DIR,
+        again = generation.generation_metrics(run_dir, lm_dir, tokens=2000, data_dir=DATA_DIR,
                                               cache_dir=cache_dir)
         assert again == result
-    other = generation.generation_metrics(run_dir, lm_dir, sentences=60, data_dir=DATA_DIR, cache_dir=cache_dir)
-    assert other["sentences"] == 60 and len((run_dir / "generated.txt").read_text().splitlines()) == 50
+        old = {k: v for k, v in result.items() if k != "protocol"}  # what an older protocol left behind
+        generation.write_json(run_dir / "generation.json", old)
+        with pytest.raises(AssertionError, match="recomputed"):
+            generation.generation_metrics(run_dir, lm_dir, tokens=2000, data_dir=DATA_DIR, cache_dir=cache_dir)
+    other = generation.generation_metrics(run_dir, lm_dir, tokens=600, data_dir=DATA_DIR, cache_dir=cache_dir)
+    assert other["tokens"] == 600 and other["sentences"] < 50  # fewer sentences than generated.txt shows
+    assert len((run_dir / "generated.txt").read_text().splitlines()) == other["sentences"]
+    with pytest.raises(UserError, match="tokens must be a positive integer"):
+        generation.generation_metrics(run_dir, lm_dir, tokens=0, data_dir=DATA_DIR, cache_dir=cache_dir)
 
 
 def test_scale_vae_generates_from_f_bar_times_a_standard_normal(trained, cache_dir, monkeypatch):
@@ -155,9 +162,9 @@ def test_scale_vae_generates_from_f_bar_times_a_standard_normal(trained, cache_d
     original = LSTMDecoder.generate
     monkeypatch.setattr(LSTMDecoder, "generate", lambda self, z, *a, **kw: seen.append(z) or original(self, z, *a, **kw))
     monkeypatch.setattr(generation, "write_json", lambda *args: None)  # keep the shared run directory clean
-    generation.generation_metrics(run_dir, lm_dir, sentences=2000, data_dir=DATA_DIR, cache_dir=cache_dir)
-    (z,) = seen
-    assert z.shape == (2000, f_bar.numel())
+    generation.generation_metrics(run_dir, lm_dir, tokens=30_000, data_dir=DATA_DIR, cache_dir=cache_dir)
+    z = torch.cat(seen)
+    assert z.shape[0] >= 1500 and z.shape[1] == f_bar.numel()
     assert z.std(0) == pytest.approx(f_bar, rel=0.1) and z.mean(0).abs().max() < 0.1 * f_bar.max()
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import claims, collect, make_tables, tables
+from analysis import claims, collect, generation, make_tables, report, tables
 from benchmarks import plan
+from benchmarks.errors import UserError
+from benchmarks.metrics import METRICS_VERSION
 
 VAE_NLL = [100.0, 102.0, 104.0, 106.0, 108.0]
 SCALE_NLL = [90.0, 91.0, 92.0, 93.0, 94.0]
@@ -22,7 +24,8 @@ def write_run(results, planned, **metrics):
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(planned.config.to_json()))
     values = {"model": planned.config.model, "dataset": planned.dataset, "profile": "smoke", "seed": planned.seed,
-              "run_id": planned.run_id, "kl": 1.0, "mi": 0.5, "au": 3, "train_seconds": 3600.0, "eval_seconds": 1.0}
+              "run_id": planned.run_id, "kl": 1.0, "mi": 0.5, "au": 3, "train_seconds": 3600.0, "eval_seconds": 1.0,
+              "metrics_version": METRICS_VERSION}
     (run_dir / "metrics.json").write_text(json.dumps({**values, **metrics}))
     return run_dir
 
@@ -52,6 +55,21 @@ def test_collect_reports_every_planned_run_with_its_status(store):
     assert status[("vae", 3)] == "done" and status[("bn_vae(0.6)", 0)] == "failed"
     assert status[("cyclical", 0)] == "corrupt" and status[("skip_vae", 0)] == "pending"
     assert collect.infer_profile(store) == "smoke"
+
+
+@pytest.mark.parametrize("version", [None, METRICS_VERSION - 1])
+def test_runs_scored_by_older_metrics_are_refused_with_the_command_that_rescores_them(store, version, capsys):
+    runs = {(p.row, p.seed): p for p in plan.expand("table1", "smoke")}
+    stale = {"metrics_version": version} if version else {}  # no field at all: version 1
+    path = write_run(store, runs[("vae", 0)], nll=VAE_NLL[0], au=0, kl=0.01)
+    values = json.loads((path / "metrics.json").read_text())
+    values.pop("metrics_version")
+    (path / "metrics.json").write_text(json.dumps({**values, **stale}))
+    with pytest.raises(UserError, match=r"1 run\(s\) of version 1.*python -m benchmarks.evaluate --results"):
+        collect.collect(store, "smoke")
+    assert make_tables.main(["--results", str(store), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "benchmarks.evaluate" in err
 
 
 def test_table1_means_stds_bold_missing_and_failed_cells(store):
@@ -111,6 +129,45 @@ def test_claims_use_welch_t_tests_and_say_not_run(store):
     assert verdicts["Scale-VAE trains faster than VAE on Yahoo (Table 2)"].verdict == claims.NOT_RUN  # no table2 given
 
 
+def hand_table(cells: dict[str, list[float]], ceiling: float | None = None) -> tables.Table:
+    rows = list(cells)
+    table = tables.Table("table1", "", rows, [tables.Column("yahoo_mi", "MI")])
+    table.values = {(r, "yahoo_mi"): np.array(v) for r, v in cells.items()}
+    if ceiling is not None:
+        table.ceilings["yahoo_mi"] = ceiling
+    return table
+
+
+def test_highest_mi_is_checked_against_the_baselines_not_other_scale_vae_rows():
+    claim = next(c for c in claims.CLAIMS if c.text == "Scale-VAE has the highest MI of Table 1 on Yahoo")
+    table = hand_table({SCALE: [3.0, 3.1, 3.2], "scale_vae(0.7,1|0.7,1)": [5.0, 5.1, 5.2],
+                        "vae": [0.1, 0.2, 0.1], "bn_vae(0.6)": [1.0, 1.1, 0.9]})
+    verdict = claims.check(claim, table)
+    assert verdict.verdict == claims.HOLDS and "best baseline bn_vae(0.6)" in verdict.evidence
+    table.values[("du_vae(0.6,0.8)", "yahoo_mi")] = np.array([4.0, 4.1, 4.2])
+    table.rows.append("du_vae(0.6,0.8)")
+    assert claims.check(claim, table).verdict == claims.FAILS
+
+
+def test_claims_on_values_at_the_estimators_ceiling_get_no_verdict():
+    claim = next(c for c in claims.CLAIMS if c.text == "Scale-VAE has a higher MI than BN-VAE(0.6) on Yahoo")
+    cells = {SCALE: [6.18, 6.19, 6.2], "bn_vae(0.6)": [4.0, 4.1, 4.2]}
+    assert claims.check(claim, hand_table(cells)).verdict == claims.HOLDS  # no ceiling known: a verdict
+    capped = claims.check(claim, hand_table(cells, ceiling=6.2146))
+    assert capped.verdict == claims.AT_CEILING and "6.21" in capped.evidence and SCALE in capped.evidence
+    assert claims.check(claim, hand_table(cells, ceiling=9.21)).verdict == claims.HOLDS  # far below log 10,000
+    highest = next(c for c in claims.CLAIMS if c.text == "Scale-VAE has the highest MI of Table 1 on Yahoo")
+    assert claims.check(highest, hand_table(cells, ceiling=6.2146)).verdict == claims.AT_CEILING
+
+
+def test_table1_records_the_mi_ceiling_of_the_test_split(store):
+    runs = collect.collect(store, "smoke")
+    runs.loc[runs["status"] == "done", "mi_ceiling"] = np.log(40)
+    table = tables.table1(runs, "smoke")
+    assert table.ceilings["yahoo_mi"] == pytest.approx(np.log(40))
+    assert any("log 40 = 3.69" in note for note in table.notes)
+
+
 def test_a_difference_in_the_right_direction_but_not_significant_does_not_hold():
     verdict, evidence = claims.compare(np.array([1.0, 3.0, 2.0]), np.array([2.0, 1.5, 3.0]), want_less=True)
     assert verdict == claims.FAILS and "not significant" in evidence
@@ -124,7 +181,9 @@ def test_paper_numbers_have_the_papers_shape():
         assert len({c for _, c in values}) == columns, name
         assert len(values) == rows * columns - blanks * 3 * (name == "table1"), name  # LSTM-LM has no KL/MI/AU
     assert tables.paper_values("table1")[("scale_vae(1.1,1|1.1,7)", "yahoo_nll")] == 321.3
-    assert tables.paper_values("table5")[("bn_vae(0.6)", "dist3")] == 1.69
+    assert tables.paper_values("table5")[("bn_vae(0.6)", "dist3")] == pytest.approx(1.69e-5)  # printed 1.69 (E-05)
+    assert tables.paper_values("table5")[("scale_vae(1.1,1)", "dist1")] == pytest.approx(1.33e-2)  # printed 1.33 (E-02)
+    assert tables.paper_values("table5")[("bn_vae(0.6)", "ppl")] == 260.44  # no unit, unchanged
 
 
 def test_paper_rows_name_the_suites_rows():
@@ -163,3 +222,42 @@ def test_the_tables_compile_with_pdflatex(store, tmp_path):
         text = subprocess.run(["pdftotext", "-layout", str(out / "tables.pdf"), "-"], capture_output=True,
                               text=True, check=True).stdout
         assert "Density estimation" in text and "104.0 ± 3.2" in text
+
+
+def test_the_comparison_converts_the_papers_dist_units_to_ratios(tmp_path, monkeypatch):
+    (tmp_path / "table5.csv").write_text("metric,label,bn_vae(0.6)\nppl,PPL,260.44\ndist2,Dist-2 (E-05),2.50\n"
+                                         "dist1,Dist-1 (E-02),0.82\n")
+    monkeypatch.setattr(tables, "PAPER_DIR", tmp_path)
+    paper = tables.paper_values("table5")
+    assert paper == {("bn_vae(0.6)", "ppl"): 260.44, ("bn_vae(0.6)", "dist2"): 2.5e-5, ("bn_vae(0.6)", "dist1"): 0.0082}
+    table = tables.Table("table5", "Generation", ["bn_vae(0.6)"],
+                         [tables.Column("dist2", "Dist-2", digits=4), tables.Column("dist1", "Dist-1", digits=4)])
+    table.values = {("bn_vae(0.6)", "dist2"): np.array([3e-5, 4e-5]), ("bn_vae(0.6)", "dist1"): np.array([0.05])}
+    rows = {r["column"]: r for r in report.comparison_rows(table, paper, tables.paper_units("table5"))}
+    assert rows["Dist-2"]["difference"] == "+1e-05"  # 3.5e-5 - 2.5e-5, not 3.5e-5 - 2.5
+    assert rows["Dist-2"]["paper_shown"] == "2.5e-05 (printed 2.5 E-05)"
+    assert rows["Dist-1"]["difference"] == "+0.0418"  # 0.05 - 0.0082
+    markdown = report.comparison_markdown({"table5": table}, {"table5": paper}, [], None)
+    assert "| bn_vae(0.6) | Dist-1 | 0.0500 | 0.0082 (printed 0.82 E-02) | +0.0418 |" in markdown
+    assert "Dist-2 in units of E-05" in markdown and "plain ratios" in markdown
+
+
+def test_table5_caption_names_the_word_budget_and_notes_capped_samples(store):
+    runs = collect.collect(store, "smoke")
+    caption = tables.table5(runs, "smoke", {}).caption
+    assert f"exactly the first {generation.DEFAULT_TOKENS:,} generated words" in caption
+    assert "E-05" in caption and "hundreds of times below" in caption
+    bn = runs[(runs["experiment"] == "table5") & (runs["row"] == "bn_vae(0.6)")]["run_id"].tolist()
+    results = {bn[0]: {"token_budget": 5000, "tokens": 5000, "max_tokens": 21, "capped": 3, "sentences": 400},
+               bn[1]: {"token_budget": 5000, "tokens": 4000, "max_tokens": 21, "capped": 0, "sentences": 5000}}
+    table = tables.table5(runs, "smoke", results)
+    assert "exactly the first 5,000 generated words" in table.caption and "at most 21 tokens each" in table.caption
+    assert "</s>" not in table.caption  # markdown would take it for an HTML tag
+    assert "BN-VAE (0.6) 3 of 5,400." in table.notes[0] and "too short" in table.notes[1]
+
+
+def test_the_compiled_tables_keep_captions_off_the_top_rule():
+    # LaTeX's defaults put 10pt above a caption and none below; captions above tables need the reverse
+    assert r"\setlength{\belowcaptionskip}{8pt}" in report.WRAPPER
+    assert r"\setlength{\abovecaptionskip}{0pt}" in report.WRAPPER
+    assert report.WRAPPER.index("belowcaptionskip") < report.WRAPPER.index(r"\begin{document}")

@@ -133,11 +133,11 @@ def test_agg_aggressive_step_updates_the_decoder_but_not_the_encoder_after_the_i
 def test_agg_mode_ends_for_good_when_validation_mi_drops_then_steps_both_networks():
     model, trainer = agg_trainer(check_every=2, max_inner_steps=4)
     for mi in (0.2, 0.5):
-        model.on_validated({"valid_mi": mi})
+        model.on_validated({"valid_mi_batch": mi})
         assert model.aggressive
-    model.on_validated({"valid_mi": 0.4})
+    model.on_validated({"valid_mi_batch": 0.4})
     assert not model.aggressive
-    model.on_validated({"valid_mi": 3.0})
+    model.on_validated({"valid_mi_batch": 3.0})
     assert not model.aggressive  # no way back
     model.update_encoder = lambda *args: pytest.fail("no inner loop after aggressive mode")
     model.on_epoch_start(4)
@@ -154,13 +154,13 @@ def test_agg_aggressive_epochs_cap_ends_the_mode_even_while_mi_rises():
     for epoch, mi in enumerate((0.2, 0.5, 0.9), start=1):
         for model in (capped, uncapped):
             model.aggressive_epochs = epoch  # what on_epoch_end counted
-            model.on_validated({"valid_mi": mi})
+            model.on_validated({"valid_mi_batch": mi})
         assert capped.aggressive == (epoch < 2) and uncapped.aggressive
 
 
 def test_agg_first_epoch_compares_with_zero_mi():
     model, _ = agg_trainer()
-    model.on_validated({"valid_mi": -0.01})  # He et al.: pre_mi = 0
+    model.on_validated({"valid_mi_batch": -0.01})  # He et al.: pre_mi = 0
     assert not model.aggressive
 
 
@@ -169,7 +169,7 @@ def test_agg_fit_records_its_state_and_switches_off_on_an_mi_drop():
     trainer.profile = load_profile("smoke", {"decay_min_epoch": 0, "max_epochs": 3})
     mis = iter([0.3, 0.1, 0.2])
     validate = trainer.validate
-    trainer.validate = lambda: {**validate(), "valid_mi": next(mis)}
+    trainer.validate = lambda: {**validate(), "valid_mi_batch": next(mis)}
     history = trainer.fit()
     assert [r["aggressive"] for r in history] == [1.0, 1.0, 0.0]
     assert [r["aggressive_epochs"] for r in history] == [1.0, 2.0, 2.0]

@@ -39,22 +39,61 @@ def test_active_units_on_hand_built_means():
     assert metrics.active_units(means, threshold=1e-4)[0] == 2
 
 
-def mean_estimate(q, repeats=300):
-    """The estimator draws one z per document, so single values are noisy; average them."""
-    return np.mean([metrics.mutual_information(q) for _ in range(repeats)])
+def separated(n: int) -> DiagonalGaussian:
+    """n posteriors that do not overlap: means 100 apart, std 0.14."""
+    return DiagonalGaussian(torch.arange(n, dtype=torch.float).unsqueeze(1) * 100.0, torch.full((n, 1), -4.0))
 
 
-def test_mutual_information_is_log_batch_for_separated_posteriors():
+def test_batch_mutual_information_is_log_batch_for_separated_posteriors():
     torch.manual_seed(0)
-    batch = 64
-    q = DiagonalGaussian(torch.arange(batch, dtype=torch.float).unsqueeze(1) * 100.0, torch.full((batch, 1), -4.0))
-    assert mean_estimate(q) == pytest.approx(math.log(batch), abs=0.03)
+    estimates = [metrics.batch_mutual_information(separated(64)) for _ in range(100)]
+    assert np.mean(estimates) == pytest.approx(math.log(64), abs=0.03)
 
 
-def test_mutual_information_is_zero_for_identical_posteriors():
+def test_whole_split_mutual_information_reaches_log_n_above_the_batch_ceiling():
+    """calc_mi_v3: the mixture runs over all N documents, so separated posteriors give log N, not log 32."""
+    torch.manual_seed(0)
+    n = 3000
+    q = separated(n)
+    whole = metrics.mutual_information(q)
+    assert whole == pytest.approx(math.log(n), abs=0.01)
+    assert whole > math.log(32) + 4
+    # the per-batch estimator on the same posteriors, batches of 32, stays at its own ceiling
+    per_batch = np.mean([metrics.batch_mutual_information(DiagonalGaussian(q.mu[i:i + 32], q.logvar[i:i + 32]))
+                         for i in range(0, n, 32)])
+    assert per_batch == pytest.approx(math.log(32), abs=0.05)
+
+
+@pytest.mark.parametrize("estimator", [metrics.mutual_information, metrics.batch_mutual_information])
+def test_mutual_information_is_zero_for_identical_posteriors(estimator):
     torch.manual_seed(0)
     q = DiagonalGaussian(torch.zeros(32, 4), torch.zeros(32, 4))
-    assert mean_estimate(q) == pytest.approx(0.0, abs=0.06)
+    assert np.mean([estimator(q) for _ in range(300)]) == pytest.approx(0.0, abs=0.06)
+
+
+def test_mixture_density_chunked_equals_unchunked_and_the_definition():
+    torch.manual_seed(4)
+    q = DiagonalGaussian(torch.randn(50, 3) * 2, torch.randn(50, 3))
+    z = torch.randn(37, 3) * 2
+    brute = torch.logsumexp(DiagonalGaussian(q.mu.double(), q.logvar.double()).log_prob(
+        z.double().unsqueeze(0).expand(50, -1, -1)), dim=0) - math.log(50)  # [37]: log (1/N) sum_j q_j(z_i)
+    torch.testing.assert_close(metrics.mixture_log_density(z, q, chunk=7), brute)
+    torch.testing.assert_close(metrics.mixture_log_density(z, q, chunk=7), metrics.mixture_log_density(z, q, chunk=1000),
+                               rtol=0, atol=1e-12)
+    torch.manual_seed(5)
+    a = metrics.mutual_information(q, chunk=3)
+    torch.manual_seed(5)
+    assert metrics.mutual_information(q, chunk=50) == pytest.approx(a, abs=1e-12)
+
+
+def test_kl_to_a_scaled_normal_matches_torch():
+    torch.manual_seed(2)
+    q = DiagonalGaussian(torch.randn(6, 3), torch.randn(6, 3))
+    std = torch.tensor([0.3, 1.0, 4.0])
+    reference = torch.distributions.kl_divergence(torch.distributions.Normal(q.mu, q.std),
+                                                  torch.distributions.Normal(0.0, std))
+    torch.testing.assert_close(q.kl_to_normal(std), reference)
+    torch.testing.assert_close(q.kl_to_normal(1.0), q.kl_to_standard_normal())
 
 
 def test_mutual_information_of_a_gaussian_channel():
@@ -126,3 +165,27 @@ def test_chunked_and_unchunked_iw_agree(toy):
 def test_perplexity_counts_words_and_saturates_instead_of_crashing():
     assert metrics.perplexity(10 * math.log(7.0), 10) == pytest.approx(7.0)
     assert metrics.perplexity(1e6, 10) == math.inf
+
+
+def test_scale_vae_au_counts_the_encoders_means_not_the_scaled_ones():
+    """On the scaled means every dimension has spread des_std by construction; AU must read the encoder's."""
+    import models
+    from benchmarks.metrics import active_units, latent_statistics
+    from tests.helpers import random_batch, tiny_arch
+
+    torch.manual_seed(0)
+    nz = 6
+    model = models.build("scale_vae", tiny_arch(nz=nz), des_std=0.7, f_epo=1)
+    with torch.no_grad():
+        model.encoder.to_gaussian.weight[:3] *= 1e-4  # three nearly constant mean dimensions
+    batches = [random_batch(batch=32, seed=s) for s in range(4)]
+    model.train()
+    model.on_epoch_start(1)
+    for batch in batches:
+        model.decoder_posterior(model.posterior(batch))  # f of each batch
+    model.on_epoch_end()
+    stats = latent_statistics(model, batches)
+    with torch.no_grad():
+        encoder_means = torch.cat([model.posterior(b).mu for b in batches])
+    assert stats["au"] == active_units(encoder_means)[0] < nz
+    assert stats["au_scaled"] == nz  # f_bar blows the near-constant dimensions up to des_std

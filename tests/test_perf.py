@@ -7,6 +7,7 @@ import torch
 
 import models
 from models.networks import logits_block_rows
+from benchmarks.train import TIMING_KEYS
 from benchmarks import metrics, perf
 from benchmarks.config import resolve
 from benchmarks.store import read_json
@@ -128,6 +129,6 @@ def test_speed_settings_leave_a_runs_numbers_unchanged(tmp_path, data_dir, monke
     finally:
         real(True)
     a, b = (read_json(d / "metrics.json") for d in (fast, slow))
-    numbers = [k for k, v in a.items() if isinstance(v, float) and k not in ("train_seconds", "eval_seconds")]
+    numbers = [k for k, v in a.items() if isinstance(v, float) and k not in TIMING_KEYS]
     assert "nll" in numbers and "kl" in numbers
     assert {k: a[k] for k in numbers} == pytest.approx({k: b[k] for k in numbers}, rel=1e-6)

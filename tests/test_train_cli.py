@@ -1,17 +1,20 @@
 """End to end from the command line on the smoke profile, and the one-line errors."""
 import csv
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 
 from benchmarks.store import read_json
+from benchmarks.train import TIMING_KEYS
 
 from .conftest import REPO
 
 CORE_KEYS = {"nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "rec", "elbo", "train_seconds", "eval_seconds",
-             "epochs", "device", "versions"}
+             "statistics_seconds", "epochs", "device", "versions", "metrics_version"}
+LATENT_KEYS = {"mi_unscaled", "mi_batch", "mi_ceiling", "au_scaled", "elbo_unit_prior", "training_elbo"}
 
 
 def train(tmp_path, data_dir, *args):
@@ -43,11 +46,17 @@ def test_each_core_method_runs_end_to_end(tmp_path, data_dir, model, extra):
     if model == "lstm_lm":
         assert metrics["kl"] is None and metrics["nll"] == metrics["nll_unit_prior"]
     else:
-        assert {"valid_kl", "valid_mi", "valid_au"} <= set(history[0])
+        assert {"valid_kl", "valid_mi", "valid_mi_batch", "valid_au"} <= set(history[0])
+        assert LATENT_KEYS <= set(metrics)
+        assert metrics["mi_ceiling"] == pytest.approx(math.log(40))  # smoke's 40 test documents
     if model == "vae":
         assert metrics["nll"] == metrics["nll_unit_prior"]
+        assert metrics["elbo"] == metrics["elbo_unit_prior"] == metrics["training_elbo"]
     if model == "scale_vae":
-        assert {"f_mean", "f_min", "f_max", "mi_unscaled", "au_unscaled"} <= set(metrics)
+        assert {"f_mean", "f_min", "f_max"} <= set(metrics)
+        # both ELBOs bound the log-likelihood that the matching IW estimate measures (up to Monte-Carlo error)
+        assert metrics["elbo"] <= -metrics["nll"] + 0.05
+        assert metrics["elbo_unit_prior"] <= -metrics["nll_unit_prior"] + 0.05
         assert {"f_mean", "f_min", "f_max"} <= set(history[0])
         assert metrics["f_min"] <= metrics["f_mean"] <= metrics["f_max"]
         assert float(history[-1]["f_mean"]) == pytest.approx(metrics["f_mean"], rel=1e-4)
@@ -56,7 +65,7 @@ def test_each_core_method_runs_end_to_end(tmp_path, data_dir, model, extra):
 def test_same_seed_same_numbers_and_finished_runs_are_not_retrained(tmp_path, data_dir):
     first_dir, first = results_of(tmp_path, data_dir, "scale_vae", results="a")
     _, second = results_of(tmp_path, data_dir, "scale_vae", results="b")
-    timing = {"train_seconds", "eval_seconds"}
+    timing = TIMING_KEYS
     assert {k: v for k, v in first.items() if k not in timing} == {k: v for k, v in second.items() if k not in timing}
     stamp = (first_dir / "metrics.json").stat().st_mtime_ns
     again = train(tmp_path, data_dir, "--model", "scale_vae", "--seed", "0", "--results", str(tmp_path / "a"))
