@@ -5,13 +5,20 @@
 #   ./run_all.sh --profile paper      the published setting on every visible GPU
 #   ./run_all.sh --only core --seeds 2 --jobs 2 ...   any option of python -m benchmarks.run
 # Data: --data-dir DIR or $VAEBENCH_DATA_DIR (default ./data; missing files are downloaded).
+# Your corpus: --datasets DIR [--corpus-like yahoo|yelp] runs the experiments on it (docs/your-corpus.md).
+# Before the first run it prints the plan, its estimated wall time on this machine and how to cut it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/bootstrap.sh"
 
 results=results
+tables=()  # the options that say which runs the tables are made of
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   [ "${args[$i]}" = --results ] && results="${args[$((i + 1))]}"
+  case "${args[$i]}" in
+    --profile|--datasets|--corpus-like) tables+=("${args[$i]}" "${args[$((i + 1))]:-}") ;;
+    --profile=*|--datasets=*|--corpus-like=*) tables+=("${args[$i]}") ;;
+  esac
 done
 
 start=$(date +%s)
@@ -20,6 +27,6 @@ python -m benchmarks.run "$@" || status=$?
 [ "$status" -eq 2 ] && exit 2  # bad input: the runner said why
 [ "$status" -ge 128 ] && exit "$status"  # interrupted: the same command goes on from here
 python -m benchmarks.summarize --results "$results" || true
-python analysis/make_tables.py --results "$results" || status=$?
+python analysis/make_tables.py --results "$results" ${tables[@]+"${tables[@]}"} || status=$?
 echo "wall time: $(( $(date +%s) - start )) s"
 exit "$status"

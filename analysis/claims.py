@@ -8,11 +8,16 @@ run is "not run". A claim on a column whose estimator has a ceiling (MI: log N
 of the test split) gets no verdict when a compared mean sits within
 ``CEILING_MARGIN`` of it: the estimate there says how many documents were
 scored, not how much information the code carries.
+
+On a user corpus (``--datasets DIR``) the claims are checked on the corpus: a
+claim about Yahoo (or Yelp) on each corpus run as that family (``--corpus-like``),
+a claim about one dataset (Tables 4 and 5) on each corpus, named in its text; a
+claim about the family no corpus took is left out.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -152,5 +157,23 @@ def check(claim: Claim, table: Table | None) -> Verdict:
     return Verdict(claim, verdict, f"{evidence}; best {'baseline' if claim.among == 'baselines' else 'rival'} {runner_up}")
 
 
+def on_corpora(claim: Claim, table: Table | None) -> list[Claim]:
+    """The claim as it reads on a table's user corpora (one per corpus column it applies to), or as it is
+    for a table of the paper's datasets."""
+    if table is not None and table.skipped:
+        return []  # its experiment does not run on the corpus (the table says why)
+    if table is None or not any(c.corpus for c in table.columns):
+        return [claim]
+    family, metric = next(((f, claim.column[len(f) + 1:]) for f in variants.FAMILIES
+                           if claim.column.startswith(f + "_")), (None, claim.column))
+    found = []
+    for column in table.columns:
+        if column.corpus and (column.metric or column.key) == metric and family in (None, column.family):
+            text = claim.text.replace(" on Yahoo", f" on {column.corpus}").replace(" on Yelp", f" on {column.corpus}")
+            found.append(replace(claim, column=column.key,
+                                 text=text if text != claim.text else f"{claim.text} (on {column.corpus})"))
+    return found
+
+
 def check_all(tables: dict[str, Table]) -> list[Verdict]:
-    return [check(c, tables.get(c.table)) for c in CLAIMS]
+    return [check(c, tables.get(claim.table)) for claim in CLAIMS for c in on_corpora(claim, tables.get(claim.table))]

@@ -36,19 +36,57 @@ def infer_profile(results_dir: Path) -> str:
     return counts.most_common(1)[0][0] if counts else "quick"
 
 
-def collect(results_dir, profile: str) -> pd.DataFrame:
-    """Every run the experiments plan under ``profile``, with its status and metrics.
+def store_corpora(results_dir, profile: str) -> tuple[dict[str, Counter], bool]:
+    """The user corpora of the runs stored under ``profile`` ({directory as written: Counter of the
+    families they took}), and whether runs on registered datasets are stored too."""
+    corpora: dict[str, Counter] = {}
+    registered = False
+    for path in (Path(results_dir) / "runs").glob("*/config.json"):
+        config = read_json(path)
+        if not isinstance(config, dict) or config.get("profile", {}).get("name") != profile:
+            continue
+        dataset = config.get("dataset")
+        if dataset in data.DATASETS:
+            registered = True
+        elif isinstance(dataset, str) and dataset:
+            corpora.setdefault(dataset, Counter())[config.get("family")] += 1
+    return corpora, registered
 
-    Columns: experiment, row, method, dataset, family, setting, seed, run_id,
-    status, reason, run_dir and METRIC_KEYS (NaN where not finished). A
-    finished run whose metrics file is unreadable is reported as ``corrupt``.
+
+def infer_datasets(results_dir, profile: str, corpus_like: str | None = None) -> tuple[list[str] | None, str | None, list[str]]:
+    """Which plan to tabulate when ``--datasets`` is not given: the user corpora of the stored runs when
+    every stored run of ``profile`` is on one (taking the family most of their runs took, unless
+    ``corpus_like`` says), else the experiments' own datasets. Returns (datasets, corpus_like, notes)."""
+    corpora, registered = store_corpora(results_dir, profile)
+    if not corpora:
+        return None, corpus_like, []
+    if registered:
+        return None, corpus_like, [f"note: {results_dir} also holds runs on {', '.join(sorted(corpora))}; tabulate "
+                                   "them with --datasets " + ",".join(sorted(corpora))]
+    if corpus_like is None:
+        counts = sum(corpora.values(), Counter())
+        corpus_like = max((f for f in counts if f), key=lambda f: counts[f], default=None)
+    return sorted(corpora), corpus_like, []
+
+
+def collect(results_dir, profile: str, datasets: list[str] | None = None, corpus_like: str | None = None) -> pd.DataFrame:
+    """Every run the experiments plan under ``profile``, with its status and metrics (with ``datasets``
+    and ``corpus_like``, the plan of ``python -m benchmarks.run --datasets ... --corpus-like ...``).
+
+    Columns: experiment, row, method, dataset, family, corpus, setting, seed, run_id,
+    status, reason, run_dir and METRIC_KEYS (NaN where not finished). ``family`` is the
+    side of the paper's rows a dataset takes (a user corpus: the one it was run as);
+    ``corpus`` the name of a user corpus ("" for a registered dataset). A finished run
+    whose metrics file is unreadable is reported as ``corrupt``.
     """
     store = RunStore(results_dir)
     records = []
-    for p in plan.plan(profile):
+    for p in plan.plan(profile, datasets=datasets, corpus_like=corpus_like):
         status = store.status(p.run_id)
+        spec = data.get_dataset(p.dataset, family=p.config.family)
         record = {"experiment": p.experiment, "row": p.row, "method": p.config.model, "dataset": p.dataset,
-                  "family": data.get_dataset(p.dataset).family, "setting": p.setting, "seed": p.seed,
+                  "family": spec.family, "corpus": spec.name if spec.scale == "user" else "", "setting": p.setting,
+                  "seed": p.seed,
                   "run_id": p.run_id, "status": status, "reason": "", "run_dir": str(store.final(p.run_id))}
         if status == DONE:
             metrics = read_json(store.final(p.run_id) / "metrics.json")

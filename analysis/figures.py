@@ -197,7 +197,7 @@ def training_curves(runs: pd.DataFrame, out_dir, experiment: str = "table1") -> 
             handles = [plt.Line2D([], [], color=colour) for colour in palette]
             fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
             fig.tight_layout()
-        paths += save(fig, out_dir, f"curves_{dataset}")
+        paths += save(fig, out_dir, f"curves_{Path(dataset).expanduser().absolute().name}")  # a corpus: its folder
     return paths
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import data, metrics
+from benchmarks import data, files, metrics
 from benchmarks.errors import UserError
 from benchmarks.store import write_json
 from benchmarks.train import load_trained
@@ -203,6 +203,6 @@ def generation_metrics(run_dir, lm_run_dir, *, tokens: int = DEFAULT_TOKENS, dat
                                            max_tokens=max_tokens_for(config.profile.max_len), seed=config.seed,
                                            batch_size=config.profile.eval_batch_size)
     result["lm_run"] = lm_name
-    data.atomic_write(run_dir / "generated.txt", "".join(" ".join(s) + "\n" for s in generated[:SHOWN]).encode())
+    files.atomic_write(run_dir / "generated.txt", "".join(" ".join(s) + "\n" for s in generated[:SHOWN]).encode())
     write_json(run_dir / "generation.json", result)
     return result

@@ -1,9 +1,14 @@
 """Tables 1-5 of the paper (LaTeX + CSV), the comparison with the paper, figures and REPORT.md.
 
     python analysis/make_tables.py [--results results] [--out results/tables] [--profile P] [--std]
+        [--datasets DIR[,DIR...] [--corpus-like yahoo|yelp]]
 
 Works on whatever runs exist: missing runs show as "—", failed ones as
 "failed". Figures go to OUT/../figures and the report to OUT/../REPORT.md.
+Runs on your own corpus (``python -m benchmarks.run --datasets DIR``) are
+tabulated with the same ``--datasets``/``--corpus-like``; without them, when
+every stored run of the profile is on user corpora, those corpora and the family
+their runs took are read from the runs' configurations.
 The linear probe (Table 4) and the generation metrics (Table 5) are computed
 from the trained models on first use and cached in each run's directory.
 """
@@ -21,6 +26,8 @@ import pandas as pd  # noqa: E402
 from analysis import claims, collect, report, tables  # noqa: E402
 from analysis.collect import finished  # noqa: E402
 from benchmarks.errors import UserError  # noqa: E402
+from benchmarks import plan  # noqa: E402
+from benchmarks.plan import split_list  # noqa: E402
 
 
 def derived(runs: pd.DataFrame, experiment: str, compute) -> dict[str, dict]:
@@ -67,10 +74,16 @@ def conventions(runs: pd.DataFrame) -> pd.DataFrame:
     return grouped.reset_index().rename(columns={"f_mean": "f_bar"})
 
 
-def build_tables(runs: pd.DataFrame, profile: str, data_dir=None, cache_dir=None) -> dict[str, tables.Table]:
-    return {"table1": tables.table1(runs, profile), "table2": tables.table2(runs, profile),
-            "table3": tables.table3(runs, profile), "table4": tables.table4(runs, profile, probes(runs, data_dir, cache_dir)),
-            "table5": tables.table5(runs, profile, generations(runs, data_dir, cache_dir))}
+def build_tables(runs: pd.DataFrame, profile: str, data_dir=None, cache_dir=None,
+                 skipped: dict[str, str] | None = None) -> dict[str, tables.Table]:
+    """Tables 1-5; ``skipped``: {experiment: why} of the experiments that do not run on the user corpus."""
+    built = {"table1": tables.table1(runs, profile), "table2": tables.table2(runs, profile),
+             "table3": tables.table3(runs, profile), "table4": tables.table4(runs, profile, probes(runs, data_dir, cache_dir)),
+             "table5": tables.table5(runs, profile, generations(runs, data_dir, cache_dir))}
+    for name, why in (skipped or {}).items():
+        if name in built:
+            tables.mark_skipped(built[name], why)
+    return built
 
 
 def paper_table1_frame(table: tables.Table, values) -> pd.DataFrame:
@@ -100,6 +113,8 @@ def make_figures(runs: pd.DataFrame, built: dict, papers: dict, figures_dir: Pat
     paths += figures.training_curves(runs, figures_dir)
     table1 = built["table1"]
     paper = papers["table1"]
+    if any(c.corpus for c in table1.columns):  # the paper has no numbers for a user corpus
+        return [Path(p) for p in paths], extra
     paths += figures.paper_comparison_bars(paper_table1_frame(table1, table1.mean),
                                            paper_table1_frame(table1, lambda r, k: paper.get((r, k), float("nan"))),
                                            figures_dir, caption=table1.caption)
@@ -112,6 +127,11 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None, help="where the tables go (default RESULTS/tables)")
     parser.add_argument("--profile", default=None, help="profile to tabulate (default: the one most runs used)")
     parser.add_argument("--std", action="store_true", help="show mean ± std in the LaTeX tables")
+    parser.add_argument("--datasets", default=None,
+                        help="as given to python -m benchmarks.run (default: the user corpora of the stored runs "
+                             "when all of them are on corpora, else the experiments' own datasets)")
+    parser.add_argument("--corpus-like", default=None, metavar="yahoo|yelp",
+                        help="as given to python -m benchmarks.run (default: the family the corpus runs took)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--no-pdf", action="store_true", help="do not compile the tables with pdflatex")
     parser.add_argument("--data-dir", default=None)
@@ -129,7 +149,19 @@ def main(argv=None) -> int:
         if not (results / "runs").is_dir():
             raise UserError(f"no results store at {results}/runs; run ./run_all.sh (or pass --results DIR)")
         profile = args.profile or collect.infer_profile(results)
-        runs = collect.collect(results, profile)
+        datasets, corpus_like = split_list(args.datasets), args.corpus_like
+        if datasets is None:
+            datasets, corpus_like, notes = collect.infer_datasets(results, profile, corpus_like)
+            for line in notes:
+                print(line)
+        runs = collect.collect(results, profile, datasets, corpus_like)
+        corpora = plan.corpora_of(datasets)
+        skips = plan.corpus_skips(None, corpora)  # one line per experiment left out on a corpus
+        skipped = {}  # experiment -> why, when it runs on none of the corpora
+        for name in plan.available() if corpora else []:
+            reasons = list(dict.fromkeys(plan.corpus_skip(name, c) for c in corpora))
+            if None not in reasons:
+                skipped[name] = "; ".join(reasons)
         out.mkdir(parents=True, exist_ok=True)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -137,7 +169,7 @@ def main(argv=None) -> int:
     except OSError as error:
         print(f"error: cannot write {out}: {error.strerror}; pass a writable --out DIR", file=sys.stderr)
         return 2
-    built = build_tables(runs, profile, args.data_dir, args.cache_dir)
+    built = build_tables(runs, profile, args.data_dir, args.cache_dir, skipped)
     papers = {name: tables.paper_values(name) for name in built}
     tex_files = []
     for name, table in built.items():
@@ -150,6 +182,8 @@ def main(argv=None) -> int:
     (out / "comparison.tex").write_text(report.comparison_latex(built, papers), encoding="utf-8")
     figures, extra = ([], []) if args.no_figures else make_figures(runs, built, papers, root / "figures",
                                                                      args.data_dir, args.cache_dir)
+    if skips:
+        extra = ["Experiments left out on your corpus:", ""] + [f"- {line}" for line in skips] + ["", *extra]
     (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, verdicts, figures, root, extra),
                                     encoding="utf-8")
     if not args.no_pdf:

@@ -32,7 +32,7 @@ def comparison_rows(table: Table, paper: dict[tuple[str, str], float], units: di
     records, units = [], units or {}
     for row in dict.fromkeys([r for r, _ in paper] + table.rows):
         for column in table.columns:
-            if (row, column.key) not in paper:
+            if (row, column.key) not in paper or column.corpus:  # the paper has no numbers for a user corpus
                 continue
             ours, theirs = table.mean(row, column.key), paper[(row, column.key)]
             shown = f"{theirs:g}"
@@ -58,17 +58,26 @@ def unit_note(table: Table, paper: dict[tuple[str, str], float], units: dict[str
             "the difference is taken.", ""]
 
 
+def corpus_names(tables: dict[str, Table]) -> list[str]:
+    """The user corpora the tables show, by name."""
+    return list(dict.fromkeys(c.corpus for table in tables.values() for c in table.columns if c.corpus))
+
+
 def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdicts: list[Verdict],
                         readings: pd.DataFrame | None) -> str:
-    lines = ["# Reproduced vs paper", "",
-             "Every cell the paper reports, beside the reproduced mean ± std over seeds (n = seeds finished).",
-             "At a profile other than `paper` the absolute values are not comparable; the claims below are",
-             "what can be compared.", "", "## The paper's claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
+    corpora = corpus_names(tables)
+    intro = ([f"The runs are on your corpus ({', '.join(corpora)}): the paper has no numbers for it, so the claims",
+              "below, checked on it, are what can be compared."] if corpora else
+             ["Every cell the paper reports, beside the reproduced mean ± std over seeds (n = seeds finished).",
+              "At a profile other than `paper` the absolute values are not comparable; the claims below are",
+              "what can be compared."])
+    lines = ["# Reproduced vs paper", "", *intro, "", "## The paper's claims", "", "| claim | verdict | evidence |",
+             "|---|---|---|"]
     lines += [f"| {md(v.claim.text)} | {MARKS[v.verdict]} | {md(v.evidence)} |" for v in verdicts]
     counts = pd.Series([v.verdict for v in verdicts]).value_counts()
     lines += ["", "Verdicts: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".", ""]
     for name, table in tables.items():
-        if name not in papers:
+        if name not in papers or table.skipped or not comparison_rows(table, papers[name]):
             continue
         units = paper_units(name)
         lines += [f"## {name}", ""] + unit_note(table, papers[name], units)
@@ -102,21 +111,24 @@ def comparison_latex(tables: dict[str, Table], papers: dict[str, dict]) -> str:
     """Each table with cells "reproduced / paper", in the table's own layout."""
     parts = []
     for name, table in tables.items():
-        if name not in papers:
+        if name not in papers or table.skipped:
             continue
-        rows = [r for r in table.rows if any((r, c.key) in papers[name] for c in table.columns)]
+        columns = [c for c in table.columns if not c.corpus]  # the paper has no numbers for a user corpus
+        rows = [r for r in table.rows if any((r, c.key) in papers[name] for c in columns)]
+        if not rows:
+            continue
         head = " & ".join([latex_escape(t) for t in table.label_titles] +
-                          [latex_escape(f"{c.group} {c.title}".strip()) for c in table.columns])
+                          [latex_escape(f"{c.group} {c.title}".strip()) for c in columns])
         body = []
         for r in rows:
             cells = []
-            for c in table.columns:
+            for c in columns:
                 ours = table.mean(r, c.key)
                 theirs = papers[name].get((r, c.key))
                 cells.append(("---" if math.isnan(ours) else f"{ours:.{c.digits}f}") + " / " +
                              ("---" if theirs is None else f"{theirs:g}"))
             body.append(" & ".join([latex_escape(x) for x in table.labels[r]] + cells) + r" \\")
-        align = "l" * len(table.label_titles) + "r" * len(table.columns)
+        align = "l" * len(table.label_titles) + "r" * len(columns)
         parts += [r"\begin{table}[t]", r"\centering", r"\scriptsize",
                   f"\\caption{{Reproduced / paper: {latex_escape(table.caption)}}}",
                   f"\\label{{tab:{name}-vs-paper}}", r"\resizebox{\textwidth}{!}{%",
@@ -128,10 +140,21 @@ def comparison_latex(tables: dict[str, Table], papers: dict[str, dict]) -> str:
 def report_markdown(profile: str, runs: pd.DataFrame, tables: dict[str, Table], verdicts: list[Verdict],
                     figures: list[Path], root: Path, extra: list[str]) -> str:
     counts = runs.drop_duplicates("run_id")["status"].value_counts()
-    lines = [f"# Scale-VAE reproduction: profile `{profile}`", "",
+    corpora = runs[runs["corpus"].fillna("") != ""][["corpus", "dataset", "family"]].drop_duplicates() \
+        if "corpus" in runs else pd.DataFrame()
+    title = (f"# Scale-VAE's comparison on your corpus: {', '.join(f'`{c}`' for c in dict.fromkeys(corpora['corpus']))}, "
+             f"profile `{profile}`" if not corpora.empty else f"# Scale-VAE reproduction: profile `{profile}`")
+    lines = [title, "",
              "Generated by `python analysis/make_tables.py` from the results store; every table is also in",
-             "`tables/` as LaTeX (booktabs) and CSV, and `tables/comparison.md` sets each cell beside the paper's.", "",
+             "`tables/` as LaTeX (booktabs) and CSV, and `tables/comparison.md` "
+             + ("lists the claims." if not corpora.empty else "sets each cell beside the paper's."), "",
              "Runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" (of {counts.sum()} distinct runs planned).", ""]
+    if not corpora.empty:
+        lines += ["**Your corpus**: " + "; ".join(f"`{r.corpus}` at `{r.dataset}`" + (
+                      f", run as {r.family}-like (`--corpus-like {r.family}`: the paper's {r.family.capitalize()} side "
+                      f"of its `a | b` rows and the experiments' {r.family} settings)" if isinstance(r.family, str) else "")
+                      for r in corpora.itertuples()) + ". The paper has no numbers for it: the claims below are",
+                  "checked on it; claims about the other family are left out.", ""]
     if profile != "paper":
         lines += [f"**Profile `{profile}` is a CPU-scale setting**: small data, small networks, few epochs. Its",
                   "absolute numbers are not comparable with the paper's; compare orderings and claims.", ""]

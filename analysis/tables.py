@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,27 @@ class Column:
     group: str = ""  # header over several columns, e.g. "Yahoo"
     best: str | None = None  # "min" or "max": the best mean is set in bold
     digits: int = 1
+    metric: str = ""  # the quantity, e.g. "nll" ("" = the key): a claim names it with its dataset family
+    family: str | None = None  # the side of the paper's "a | b" rows its dataset took (yahoo, yelp)
+    corpus: str = ""  # a user corpus's name when the column is on one: no paper value compares with it
+
+
+@dataclass(frozen=True)
+class Side:
+    """One dataset a table shows: the paper's Yahoo or Yelp (a registered dataset), or a user corpus."""
+
+    family: str | None
+    dataset: str  # as the runs name it: "yahoo_small", or the corpus directory as given
+    corpus: str = ""  # the corpus's name (its folder's), "" for a registered dataset
+
+    @property
+    def prefix(self) -> str:
+        """The column keys' prefix: the family (as analysis/paper/*.csv names them) or the corpus."""
+        return self.corpus or self.family or self.dataset
+
+    @property
+    def title(self) -> str:
+        return self.corpus or FAMILY_TITLES.get(self.family, self.family or self.dataset)
 
 
 @dataclass
@@ -51,6 +72,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     transpose: bool = False  # LaTeX: models as columns (Table 5's layout)
     ceilings: dict[str, float] = field(default_factory=dict)  # column -> the largest value its estimator can give
+    skipped: str = ""  # why its experiment did not run on the user corpus (benchmarks.plan.corpus_skips)
 
     def cell(self, row: str, column: str) -> np.ndarray:
         return self.values.get((row, column), np.array([]))
@@ -100,41 +122,81 @@ def fill(table: Table, runs: pd.DataFrame, column_of: dict[str, tuple[str, str]]
     return table
 
 
-def density_columns(datasets: dict[str, str]) -> tuple[list[Column], dict[str, tuple[str, str]]]:
-    """NLL, KL, MI, AU per dataset family (Tables 1 and 3)."""
+def mark_skipped(table: Table, why: str) -> Table:
+    """A table whose experiment cannot run on the user corpus: its caption says why, its cells stay empty."""
+    table.skipped = why
+    table.caption = f"{table.caption.split('. ')[0]}. Not run on your corpus: {why}."
+    return table
+
+
+def density_columns(sides: list[Side]) -> tuple[list[Column], dict[str, tuple[str, str]]]:
+    """NLL, KL, MI, AU per dataset (Tables 1 and 3): keys ``yahoo_nll`` ... on the paper's datasets,
+    ``<corpus>_nll`` ... on a user corpus."""
     columns, sources = [], {}
-    for family, dataset in datasets.items():
+    for side in sides:
         for metric, title, best, digits in DENSITY:
-            key = f"{family}_{metric}"
-            columns.append(Column(key, title, FAMILY_TITLES[family], best, digits))
-            sources[key] = (dataset, metric)
+            key = f"{side.prefix}_{metric}"
+            columns.append(Column(key, title, side.title, best, digits, metric, side.family, side.corpus))
+            sources[key] = (side.dataset, metric)
     return columns, sources
 
 
-def datasets_by_family(runs: pd.DataFrame, experiment: str) -> dict[str, str]:
+def per_side(columns: list[Column], sides: list[Side]) -> tuple[list[Column], dict[str, tuple[str, str]]]:
+    """The columns of a one-dataset table (Tables 4 and 5) for its datasets: as they are for one, once per
+    dataset (prefixed keys, the dataset in the header) for several corpora; with key -> (dataset, metric)."""
+    out, sources = [], {}
+    for side in sides or [Side(None, "")]:
+        for c in columns:
+            if len(sides) > 1:
+                key = f"{side.prefix}_{c.key}"
+                c = replace(c, key=key, group=f"{side.title}: {c.group}" if c.group else c.group,
+                            title=c.title if c.group else f"{c.title} ({side.title})", metric=c.key)
+            c = replace(c, metric=c.metric or c.key, family=side.family, corpus=side.corpus)
+            out.append(c)
+            sources[c.key] = (side.dataset, c.metric)
+    return out, sources
+
+
+def sides_of(runs: pd.DataFrame, experiment: str) -> list[Side]:
+    """The datasets of an experiment's planned runs: the paper's in its order (Yahoo, then Yelp; datasets
+    without a family, such as the synthetic one, are not table columns), or the user corpora."""
     selected = runs[runs["experiment"] == experiment]
-    pairs = selected[["family", "dataset"]].drop_duplicates()
+    corpora = selected["corpus"] if "corpus" in selected else pd.Series("", index=selected.index)
+    triples = pd.DataFrame({"family": selected["family"], "dataset": selected["dataset"],
+                            "corpus": corpora.fillna("")}).drop_duplicates()
     order = {f: i for i, f in enumerate(FAMILY_TITLES)}
-    return dict(sorted(((f, d) for f, d in pairs.itertuples(index=False) if f), key=lambda p: order.get(p[0], 9)))
+    sides = sorted((Side(f, d, c) for f, d, c in triples.itertuples(index=False) if f or c),
+                   key=lambda side: (bool(side.corpus), order.get(side.family, 9)))
+    names = [s.corpus for s in sides if s.corpus]
+    # two corpora of one name (e.g. a/data and b/data) are told apart by their paths
+    return [replace(s, corpus=s.dataset) if s.corpus and names.count(s.corpus) > 1 else s for s in sides]
 
 
-def scale_caption(caption: str, profile: str, datasets: dict[str, str]) -> str:
-    used = ", ".join(f"{FAMILY_TITLES.get(f, f)}: {d}" for f, d in datasets.items())
+def scale_caption(caption: str, profile: str, sides: list[Side]) -> str:
+    corpora = [s for s in sides if s.corpus]
+    if corpora:
+        where = "; ".join(s.corpus + (f" ({s.dataset})" if s.dataset != s.corpus else "") for s in corpora)
+        likes = " and ".join(dict.fromkeys(f"{FAMILY_TITLES.get(s.family, s.family)}-like (the "
+                                           f"{FAMILY_TITLES.get(s.family, s.family)} side of the paper's a | b rows)"
+                                           for s in corpora if s.family))
+        return (f"{caption}. User corpus {where}" + (f", run as {likes}" if likes else "")
+                + f", at profile {profile}; the paper has no numbers for it; mean over seeds.")
+    used = ", ".join(f"{s.title}: {s.dataset}" for s in sides)
     if profile == "paper":
         return f"{caption}. Profile paper ({used}); mean over seeds."
     return (f"{caption}. Reproduced at profile {profile} ({used}): a CPU-scale setting whose numbers are not "
             f"comparable in absolute value with the paper's; mean over seeds.")
 
 
-def note_mi_ceilings(table: Table, runs: pd.DataFrame, experiment: str, datasets: dict[str, str]) -> Table:
+def note_mi_ceilings(table: Table, runs: pd.DataFrame, experiment: str, sides: list[Side]) -> Table:
     """Record each MI column's ceiling, log N of the test split (the whole-split estimator cannot exceed it)."""
     selected = runs[(runs["experiment"] == experiment) & (runs["status"] == "done")]
     parts = []
-    for family, dataset in datasets.items():
-        ceiling = pd.to_numeric(selected.loc[selected["dataset"] == dataset, "mi_ceiling"], errors="coerce").max()
+    for side in sides:
+        ceiling = pd.to_numeric(selected.loc[selected["dataset"] == side.dataset, "mi_ceiling"], errors="coerce").max()
         if not math.isnan(ceiling):
-            table.ceilings[f"{family}_mi"] = float(ceiling)
-            parts.append(f"log {math.exp(ceiling):,.0f} = {ceiling:.2f} on {dataset}")
+            table.ceilings[f"{side.prefix}_mi"] = float(ceiling)
+            parts.append(f"log {math.exp(ceiling):,.0f} = {ceiling:.2f} on {side.corpus or side.dataset}")
     if parts:
         table.notes.append("MI: the whole-split estimator of the paper's own rows (BN-VAE's and DU-VAE's calc_mi_v3: "
                            "q(z) mixes the posteriors of every test document), on the posterior the decoder reads; "
@@ -145,29 +207,29 @@ def note_mi_ceilings(table: Table, runs: pd.DataFrame, experiment: str, datasets
 
 
 def table1(runs: pd.DataFrame, profile: str) -> Table:
-    datasets = datasets_by_family(runs, "table1")
-    columns, sources = density_columns(datasets)
-    table = Table("table1", scale_caption("Density estimation (Table 1)", profile, datasets),
+    sides = sides_of(runs, "table1")
+    columns, sources = density_columns(sides)
+    table = Table("table1", scale_caption("Density estimation (Table 1)", profile, sides),
                   variants.table_rows()["table1"], columns)
-    return note_mi_ceilings(fill(table, runs, sources, "table1"), runs, "table1", datasets)
+    return note_mi_ceilings(fill(table, runs, sources, "table1"), runs, "table1", sides)
 
 
 def table2(runs: pd.DataFrame, profile: str) -> Table:
     """Hours to convergence (the run's recorded training time) and the ratio to VAE's mean."""
-    datasets = datasets_by_family(runs, "table2")
+    sides = sides_of(runs, "table2")
     columns, sources = [], {}
-    for family, dataset in datasets.items():
-        columns += [Column(f"{family}_hours", "Hours", FAMILY_TITLES[family], "min", 3),
-                    Column(f"{family}_ratio", "Ratio", FAMILY_TITLES[family], "min", 2)]
-        sources[f"{family}_hours"] = sources[f"{family}_ratio"] = (dataset, "train_seconds")
+    for side in sides:
+        columns += [Column(f"{side.prefix}_hours", "Hours", side.title, "min", 3, "hours", side.family, side.corpus),
+                    Column(f"{side.prefix}_ratio", "Ratio", side.title, "min", 2, "ratio", side.family, side.corpus)]
+        sources[f"{side.prefix}_hours"] = sources[f"{side.prefix}_ratio"] = (side.dataset, "train_seconds")
     table = Table("table2", scale_caption("Training time to convergence (Table 2); Ratio: relative to VAE",
-                                          profile, datasets), variants.table_rows()["table2"], columns)
+                                          profile, sides), variants.table_rows()["table2"], columns)
     fill(table, runs, sources, "table2", lambda values, row, key: values / 3600)
-    for family in datasets:
-        vae = table.mean("vae", f"{family}_hours")
+    for side in sides:
+        vae = table.mean("vae", f"{side.prefix}_hours")
         for row in table.rows:
-            hours = table.cell(row, f"{family}_hours")
-            table.values[(row, f"{family}_ratio")] = hours / vae if hours.size and vae > 0 else np.array([])
+            hours = table.cell(row, f"{side.prefix}_hours")
+            table.values[(row, f"{side.prefix}_ratio")] = hours / vae if hours.size and vae > 0 else np.array([])
     table.notes.append("Times are wall-clock training times of runs that shared the machine with other runs. "
                        "BN-VAE's and DU-VAE's exclude the end-of-epoch pass that recomputes their evaluation-time "
                        "batch-norm statistics (ours, not in the authors' code; recorded as statistics_seconds).")
@@ -175,20 +237,20 @@ def table2(runs: pd.DataFrame, profile: str) -> Table:
 
 
 def table3(runs: pd.DataFrame, profile: str) -> Table:
-    datasets = datasets_by_family(runs, "table3")
-    columns, sources = density_columns(datasets)
+    sides = sides_of(runs, "table3")
+    columns, sources = density_columns(sides)
     rows = variants.table_rows()["table3"]
-    table = Table("table3", scale_caption("Scale-VAE's des_std x f_epo grid (Table 3)", profile, datasets), rows,
+    table = Table("table3", scale_caption("Scale-VAE's des_std x f_epo grid (Table 3)", profile, sides), rows,
                   columns, label_titles=("des_std", "f_epo"))
     for row in rows:
         values = variants.parse(row).hyperparameters(None)
         table.labels[row] = (f"{values['des_std']:g}", f"{values['f_epo']:g}")
-    return note_mi_ceilings(fill(table, runs, sources, "table3"), runs, "table3", datasets)
+    return note_mi_ceilings(fill(table, runs, sources, "table3"), runs, "table3", sides)
 
 
 def table4(runs: pd.DataFrame, profile: str, probes: dict[str, dict]) -> Table:
     """Linear-probe accuracy (%) per number of labelled examples; ``probes`` maps run_id to probe results."""
-    datasets = datasets_by_family(runs, "table4")
+    sides = sides_of(runs, "table4")
     requested = sorted({int(n) for p in probes.values() for n in p["requested_counts"]}) or [100, 500, 1000, 2000, 10000]
     available = min((p["train_documents"] for p in probes.values()), default=0)
     used = {n: min(n, available) for n in requested}  # the probe caps a count at the labelled training set
@@ -197,15 +259,14 @@ def table4(runs: pd.DataFrame, profile: str, probes: dict[str, dict]) -> Table:
         probe = probes.get(run_id)
         value = probe and probe["accuracy"].get(str(min(n, probe["train_documents"])))
         return 100 * value if value is not None else math.nan
-    columns = [Column(f"acc_{n}", f"{n // 1000}K" if n >= 1000 else str(n), "#labelled data", "max", 1)
-               for n in requested]
-    table = Table("table4", scale_caption("Linear-probe accuracy (%) on posterior means (Table 4)", profile, datasets),
+    columns, sources = per_side([Column(f"acc_{n}", f"{n // 1000}K" if n >= 1000 else str(n), "#labelled data",
+                                        "max", 1) for n in requested], sides[:1] if not any(s.corpus for s in sides) else sides)
+    table = Table("table4", scale_caption("Linear-probe accuracy (%) on posterior means (Table 4)", profile, sides),
                   variants.table_rows()["table4"], columns)
     frame = runs[runs["experiment"] == "table4"].copy()
     for n in requested:
         frame[f"acc_{n}"] = [accuracy(r, n) for r in frame["run_id"]]
-    dataset = next(iter(datasets.values()), "")
-    fill(table, frame, {c.key: (dataset, c.key) for c in columns}, "table4")
+    fill(table, frame, sources, "table4")
     capped = [f"{n} -> {used[n]}" for n in requested if probes and used[n] < n]
     if capped:
         table.notes.append("Label counts larger than the labelled training set were capped: " + ", ".join(capped) + ".")
@@ -233,23 +294,23 @@ def generation_protocol(generations: dict[str, dict]) -> str:
 
 def table5(runs: pd.DataFrame, profile: str, generations: dict[str, dict]) -> Table:
     """Generation metrics; ``generations`` maps run_id to the metrics of its generated text."""
-    datasets = datasets_by_family(runs, "table5")
+    sides = sides_of(runs, "table5")
     rows = [r for r in variants.table_rows()["table5"] if variants.parse(r).method != "lstm_lm"]
-    columns = [Column(key, title, "", best, digits) for key, title, best, digits in TABLE5_METRICS]
+    columns, sources = per_side([Column(key, title, "", best, digits) for key, title, best, digits in TABLE5_METRICS],
+                                sides[:1] if not any(s.corpus for s in sides) else sides)
     caption = scale_caption("Quality and diversity of generated sentences (Table 5). " + generation_protocol(generations)
                             + "; Gram-n in %, Entropy in nats, Dist-n = "
                             "distinct / generated n-grams as a ratio (the paper prints Dist-1 in units of E-02 and "
                             "Dist-2/3 in E-05; its Dist-2/3, hundreds of times below its Dist-1, are hard to "
                             "reconcile with ratios of this kind, since every distinct word that is not only "
-                            "sentence-final starts a distinct bigram)", profile, datasets)
+                            "sentence-final starts a distinct bigram)", profile, sides)
     table = Table("table5", caption, rows, columns, transpose=True)
     frame = runs[runs["experiment"] == "table5"].copy()
     for key, *_ in TABLE5_METRICS:
         scale = 100 if key.startswith("gram") else 1
         frame[key] = [scale * value if (value := generations.get(r, {}).get(key)) is not None else math.nan
                       for r in frame["run_id"]]
-    dataset = next(iter(datasets.values()), "")
-    fill(table, frame, {key: (dataset, key) for key, *_ in TABLE5_METRICS}, "table5")
+    fill(table, frame, sources, "table5")
     capped, short = [], []
     for row in rows:
         results = [generations[r] for r in frame.loc[frame["row"] == row, "run_id"] if r in generations]

@@ -154,17 +154,21 @@ class RunConfig:
     dataset: str
     profile: Profile
     seed: int
+    family: str | None = None  # a user corpus's family ("yahoo"/"yelp", --corpus-like); None for registered datasets
 
     def to_json(self) -> dict:
-        return {"model": self.model, "hyperparameters": self.hyperparameters, "dataset": self.dataset,
-                "profile": dataclasses.asdict(self.profile), "seed": self.seed}
+        value = {"model": self.model, "hyperparameters": self.hyperparameters, "dataset": self.dataset,
+                 "profile": dataclasses.asdict(self.profile), "seed": self.seed}
+        if self.family is not None:  # only runs on a corpus with a family have it: older run ids stand
+            value["family"] = self.family
+        return value
 
     @classmethod
     def from_json(cls, value: dict) -> "RunConfig":
         profile = value["profile"]
         overrides = {k: v for k, v in profile.items() if k not in ("name", "description")}
         return cls(value["model"], value["hyperparameters"], value["dataset"],
-                   load_profile(profile["name"], overrides), value["seed"])
+                   load_profile(profile["name"], overrides), value["seed"], value.get("family"))
 
     @property
     def run_id(self) -> str:
@@ -175,21 +179,25 @@ class RunConfig:
         return f"{dataset}-{self.model}-{self.profile.name}-s{self.seed}-{digest}"
 
 
-def resolve(model: str, dataset: str, profile: str, seed: int, settings: list[str] | None = None) -> RunConfig:
+def resolve(model: str, dataset: str, profile: str, seed: int, settings: list[str] | None = None,
+            family: str | None = None) -> RunConfig:
     """Validate a run request into a RunConfig (one UserError line on any bad value).
 
     ``model`` is a method or a paper row such as ``scale_vae(1.1,1)`` or
     ``du_vae(0.6,0.8|0.5,0.8)`` (models/variants.py); ``--set`` values win over the row's.
-    Runs are identified by the resolved configuration, so two names for the same
-    configuration share one run.
+    ``family`` ("yahoo"/"yelp") is the side a user corpus takes (``--corpus-like``); it is
+    recorded in the configuration. Runs are identified by the resolved configuration, so
+    two names for the same configuration share one run.
     """
     from . import data  # data is heavy to import; config is imported by light tools too
 
     variant = variants.parse(model)
-    family = data.get_dataset(dataset).family
+    spec = data.get_dataset(dataset, family=family)
+    family = spec.family
     profile_overrides, hyper_overrides = split_overrides(variant.method, settings or [])
     hp = models.hyperparameters(variant.method, **{**method_defaults(profile, variant.method),
                                                    **variant.hyperparameters(family), **hyper_overrides})
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    return RunConfig(variant.method, dataclasses.asdict(hp), dataset, load_profile(profile, profile_overrides), seed)
+    return RunConfig(variant.method, dataclasses.asdict(hp), dataset, load_profile(profile, profile_overrides), seed,
+                     family if spec.scale == "user" else None)

@@ -6,6 +6,15 @@ values per profile (``[settings.PROFILE]``, or ``[settings.PROFILE.DATASET]``
 for one dataset), and an optional ``grid`` of further settings, one
 configuration each. A run is identified by its resolved configuration and
 seed, so experiments that need the same run share it.
+
+User corpora (``plan(..., datasets=[DIR, ...], corpus_like=FAMILY)``) replace an
+experiment's datasets: its rows run on each corpus directory, with the bracketed
+hyperparameters of the ``corpus_like`` side ("yahoo" or "yelp" of the paper's
+``a | b``) and the experiment's settings for its own dataset of that family. An
+experiment says what it needs of a corpus under ``[user_corpus]``: ``skip = "why"``
+(it cannot run on one, e.g. the synthetic latent-space experiment) or ``labels =
+true`` (every split must be labelled, e.g. Table 4's probe); otherwise it is left
+out on that corpus, as :func:`corpus_skips` says in one line.
 """
 from __future__ import annotations
 
@@ -19,7 +28,9 @@ from .config import RunConfig, resolve
 from .errors import UserError
 
 EXPERIMENTS_DIR = Path(__file__).with_name("experiments")
-KNOWN_KEYS = {"description", "rows", "seeds", "datasets", "settings", "grid"}
+KNOWN_KEYS = {"description", "rows", "seeds", "datasets", "settings", "grid", "user_corpus"}
+CORPUS_KEYS = {"skip": str, "labels": bool}  # the [user_corpus] table of an experiment file
+DEFAULT_CORPUS_LIKE = "yahoo"  # the paper's main dataset: the core experiment and Tables 3 and 5 are Yahoo's
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,11 @@ def load(name: str) -> dict:
     unknown = set(spec) - KNOWN_KEYS
     if unknown:
         raise UserError(f"{path.name}: unknown key {sorted(unknown)[0]!r}; experiment files take {', '.join(sorted(KNOWN_KEYS))}")
+    rule = spec.get("user_corpus", {})
+    bad = [k for k in rule if k not in CORPUS_KEYS or not isinstance(rule[k], CORPUS_KEYS[k])] \
+        if isinstance(rule, dict) else ["user_corpus"]
+    if bad:
+        raise UserError(f"{path.name}: [user_corpus] takes skip = \"why\" and labels = true|false, not {bad[0]!r}")
     return spec
 
 
@@ -93,33 +109,122 @@ def as_settings(values: dict) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
-def expand(name: str, profile: str, seeds: int | None = None) -> list[PlannedRun]:
-    """Every run of an experiment under a profile (``seeds``: only the first N seeds)."""
+def corpus_skip(name: str, corpus: str) -> str | None:
+    """Why experiment ``name`` does not run on the user corpus ``corpus``, or None when it does."""
+    from . import data
+
+    rule = load(name).get("user_corpus", {})
+    if rule.get("skip"):
+        return rule["skip"]
+    if rule.get("labels"):
+        unlabelled = [split for split, labelled in data.inspect_corpus(corpus).labelled.items() if not labelled]
+        if unlabelled:
+            files = ", ".join(f"{split}.txt" for split in unlabelled)
+            return (f"it needs a label on every document (each line of train.txt, valid.txt and test.txt an integer "
+                    f"label, a tab, then the text), and {files} {'has' if len(unlabelled) == 1 else 'have'} none")
+    return None
+
+
+def corpus_skips(experiments: list[str] | None, corpora: list[str]) -> list[str]:
+    """One line per experiment left out on some of the corpora, saying why."""
+    lines = []
+    for name in experiments or available():
+        reasons: dict[str, list[str]] = {}
+        for corpus in dict.fromkeys(corpora):
+            if (why := corpus_skip(name, corpus)) is not None:
+                reasons.setdefault(why, []).append(corpus)
+        lines += [f"{name}: skipped on {', '.join(where)}: {why}" for why, where in reasons.items()]
+    return lines
+
+
+def corpora_of(datasets: list[str] | None) -> list[str]:
+    """The corpus directories among ``--datasets`` (none for registered names); a mix is one error line."""
+    from . import data
+
+    corpora = [d for d in datasets or [] if data.is_corpus(d)]
+    if corpora and len(corpora) < len(datasets):
+        names = [d for d in datasets if d not in corpora]
+        raise UserError(f"--datasets mixes registered datasets ({', '.join(names)}) with corpus directories "
+                        f"({', '.join(corpora)}); run them apart: names keep the experiments' own datasets, "
+                        "directories replace them")
+    return list(dict.fromkeys(corpora))
+
+
+def stand_in(datasets: list[str], family: str) -> str | None:
+    """The experiment's own dataset of ``family``: its settings are the ones a corpus of that family takes."""
+    from . import data
+
+    return next((d for d in datasets if data.get_dataset(d).family == family), None)
+
+
+def check_lengths(planned: list[PlannedRun]) -> None:
+    """A profile's max_len drops longer documents: a corpus split left with none is one error line
+    now, not a failure of every run later."""
+    from . import data
+
+    for dataset, profile in dict.fromkeys((p.dataset, p.config.profile) for p in planned):
+        facts = data.inspect_corpus(dataset)
+        for split, shortest in facts.shortest.items():
+            if profile.max_len and shortest > profile.max_len:
+                raise UserError(f"profile {profile.name} keeps documents of at most {profile.max_len} tokens "
+                                f"(max_len), and every document of {facts.path / (split + '.txt')} is longer "
+                                f"(shortest: {shortest}); use --profile paper (no limit) or add shorter documents")
+
+
+def expand(name: str, profile: str, seeds: int | None = None, corpora: list[str] | None = None,
+           corpus_like: str | None = None) -> list[PlannedRun]:
+    """Every run of an experiment under a profile (``seeds``: only the first N seeds); with ``corpora``,
+    on those user corpora instead of its datasets, as ``corpus_like`` ("yahoo"/"yelp") says."""
     spec = load(name)
     datasets = spec.get("datasets", {}).get(profile)
     if not datasets:
         raise UserError(f"experiment {name!r} names no datasets for profile {profile!r}; add them under [datasets]")
     count = spec.get("seeds", 5) if seeds is None else min(seeds, spec.get("seeds", 5))
     grid = spec.get("grid", [{}])
+    family = corpus_like or DEFAULT_CORPUS_LIKE
+    if corpora:  # (dataset, the dataset whose per-dataset settings it takes)
+        targets = [(c, stand_in(datasets, family)) for c in corpora if corpus_skip(name, c) is None]
+    else:
+        targets = [(d, d) for d in datasets]
     planned = []
     for row in rows_of(spec, name):
-        for dataset in datasets:
+        for dataset, settings_of in targets:
             for entry in grid:
                 label = ",".join(f"{k}={v}" for k, v in entry.items())
-                values = {**settings_for(spec, profile, dataset), **entry}
+                values = {**settings_for(spec, profile, settings_of), **entry}
                 for seed in range(count):
-                    config = resolve(row, dataset, profile, seed, as_settings(values))
+                    config = resolve(row, dataset, profile, seed, as_settings(values), family if corpora else None)
                     planned.append(PlannedRun(name, row, dataset, label, seed, config))
     return planned
 
 
 def plan(profile: str, experiments: list[str] | None = None, seeds: int | None = None,
-         models: list[str] | None = None, datasets: list[str] | None = None) -> list[PlannedRun]:
+         models: list[str] | None = None, datasets: list[str] | None = None,
+         corpus_like: str | None = None) -> list[PlannedRun]:
     """The runs of several experiments; ``models`` keeps rows whose name or method is listed,
-    ``datasets`` the runs on those datasets."""
+    ``datasets`` the runs on those datasets. Directories in ``datasets`` are user corpora: they
+    replace the experiments' datasets, taking the ``corpus_like`` side (default yahoo)."""
+    from . import data
+
+    data.registry.check_family(corpus_like)  # an unknown family is one line, before anything is read
+    corpora = corpora_of(datasets)
+    if corpus_like is not None and not corpora:
+        raise UserError(f"--corpus-like {corpus_like} is for user corpora: give their directories with --datasets "
+                        "(a registered dataset has its own family)")
     planned = []
-    for name in experiments or available():
-        planned += expand(name, profile, seeds)
+    if corpora:
+        for corpus in corpora:
+            data.inspect_corpus(corpus)  # a missing or malformed file is one line, before anything is planned
+        for name in experiments or available():
+            planned += expand(name, profile, seeds, corpora, corpus_like)
+        if not planned:
+            raise UserError("--datasets: none of the selected experiments runs on a user corpus ("
+                            + "; ".join(corpus_skips(experiments, corpora)) + ")")
+        check_lengths(planned)
+        datasets = None  # the corpora are the plan's datasets: nothing to filter
+    else:
+        for name in experiments or available():
+            planned += expand(name, profile, seeds)
     if datasets:
         unknown = [d for d in datasets if not any(p.dataset == d for p in planned)]
         if unknown:

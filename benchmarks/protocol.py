@@ -31,7 +31,7 @@ from models import TrainingProgress
 
 from . import metrics
 from .config import Profile
-from .data import atomic_torch_save
+from .files import atomic_torch_save
 
 
 class TrainingDiverged(RuntimeError):

@@ -2,6 +2,7 @@
 
     python -m benchmarks.run --profile quick [--only table1,table3] [--models vae,scale_vae]
         [--datasets yahoo_small] [--seeds 5] [--jobs N] [--runs-per-device K] [--dry-run] [--retry-failed]
+        [--datasets DIR[,DIR...] [--corpus-like yahoo|yelp]]   (your own corpora: docs/your-corpus.md)
         [--backend loky|dask --scheduler ADDRESS] [--data-dir DIR] [--results DIR] [--cache-dir DIR]
 
 joblib drives the runs. On GPUs, runs spread over every visible device, K at a
@@ -11,6 +12,12 @@ go to an existing Dask cluster (results, data and cache paths must then be
 visible to its workers). Finished runs are never trained again; interrupted ones
 resume from their last epoch; failures are recorded and listed at the end
 (exit code 1).
+
+Before the first run it prints the plan and its estimated wall time on this
+machine (benchmarks/estimate.py: finished runs' measured times, else a cost
+model calibrated by timing a VAE at the plan's sizes for a few seconds), with
+what ``--seeds 1`` and ``--only core`` would take; the progress bar counts the
+time left down from that estimate, corrected as runs finish.
 """
 from __future__ import annotations
 
@@ -25,8 +32,7 @@ import joblib
 import torch
 from tqdm import tqdm
 
-import models
-
+from . import estimate as timing
 from . import evaluate
 from . import plan as planning
 from .plan import split_list
@@ -69,38 +75,92 @@ def run_one(config_json: dict, options: dict, devices=None, threads: int = 0) ->
     return summary
 
 
-def estimate_seconds(configs: list[RunConfig], store: RunStore) -> float | None:
-    """Time left: each pending run costs what finished runs of its method and dataset cost on average."""
-    by_kind: dict[tuple, list[float]] = {}
-    for path in store.root.glob("*/metrics.json"):
-        if (m := read_json(path)) is None:
-            continue
-        by_kind.setdefault((m["model"], m["dataset"], m["profile"]), []).append(m["train_seconds"] + m["eval_seconds"])
-    every = [t for times in by_kind.values() for t in times]
-    if not every:
-        return None
-    fallback = sum(every) / len(every)
-    return sum(sum(t) / len(t) if (t := by_kind.get((c.model, c.dataset, c.profile.name))) else fallback
-               for c in configs)
-
-
-def describe_plan(planned, configs, store: RunStore, jobs: int) -> str:
-    status = {c.run_id: store.status(c.run_id) for c in configs}
+def experiment_lines(planned, configs, status: dict[str, str]) -> list[str]:
     lines = []
     for name in dict.fromkeys(p.experiment for p in planned):
         ids = {p.run_id for p in planned if p.experiment == name}
         counts = Counter(status[i] for i in ids)
         lines.append(f"{name:<14} {len(ids):4d} runs: " + ", ".join(f"{counts[s]} {s}" for s in sorted(counts)))
+    return lines
+
+
+def describe_estimate(todo: list[RunConfig], estimate: timing.Estimate) -> str:
+    """One line: the wall time of ``todo`` over the workers, and how it was estimated."""
+    ids = [c.run_id for c in todo]
+    known = estimate.known(ids)
+    if not todo:
+        return "estimated time left: nothing to train"
+    if not known:
+        why = (f"no data yet for {', '.join(estimate.missing)}: the first runs download them, the next "
+               "invocation estimates" if estimate.missing else estimate.note or "no finished run to learn from")
+        return f"estimated time left: unknown ({why})"
+    wall, quiet = estimate.wall(known), estimate.quiet_wall(known)
+    total = sum(estimate.seconds[r] for r in known)
+    measured = sum(estimate.source[r] == "measured" for r in known)
+    unknown = sorted({c.dataset for c in todo if c.run_id not in estimate.seconds})
+    return (f"estimated time left: {timing.duration(wall)} of wall time with {estimate.jobs} worker(s)"
+            + (f", about {timing.duration(quiet)} if nothing else ran" if quiet < 0.85 * wall else "")
+            + f" ({len(known)} runs, {timing.duration(total)} of run time; "
+            + (f"{measured} from finished runs of their kind, " if measured else "")
+            + (estimate.note or "no calibration") + ")"
+            + (f"; plus {len(ids) - len(known)} runs on {', '.join(unknown)}, not estimated (data not downloaded yet)"
+               if unknown else ""))
+
+
+def describe_cuts(cuts: dict[str, list[RunConfig]], estimate: timing.Estimate) -> str | None:
+    """One line: the options that shorten the sweep, with their estimates."""
+    parts = []
+    for option, todo in cuts.items():
+        wall = estimate.wall([c.run_id for c in todo])
+        parts.append(f"{option} ({len(todo)} runs" + (f", ~{timing.duration(wall)})" if wall is not None else ")"))
+    return "to cut it: " + ", ".join(parts) if parts else None
+
+
+def describe_plan(planned, configs, store: RunStore, estimate: timing.Estimate,
+                  cuts: dict[str, list[RunConfig]] | None = None) -> str:
+    status = {c.run_id: store.status(c.run_id) for c in configs}
+    lines = experiment_lines(planned, configs, status)
     todo = [c for c in configs if status[c.run_id] not in (DONE, FAILED)]
     stale = sum(status[c.run_id] == DONE and evaluate.is_stale(store.final(c.run_id)) for c in configs)
     lines.append(f"{'all':<14} {len(configs):4d} distinct runs, {len(todo)} to train"
                  + (f", {stale} to re-score (older metrics version)" if stale else ""))
     for c in todo:
         lines.append(f"  {status[c.run_id]:<8} {c.run_id}")
-    left = estimate_seconds(todo, store)
-    lines.append("estimated time left: " + ("unknown (no finished run to learn from)" if left is None
-                                             else f"{left / jobs / 60:.1f} min with {jobs} worker(s)"))
+    lines.append(describe_estimate(todo, estimate))
+    if cut := describe_cuts(cuts or {}, estimate):
+        lines.append(cut)
     return "\n".join(lines)
+
+
+def cut_plans(args, profile: str, configs: list[RunConfig]) -> dict[str, list[RunConfig]]:
+    """The runs of the same command with --seeds 1, or with --only core: the quick ways to a first result."""
+    only, models_, datasets = split_list(args.only), split_list(args.models), split_list(args.datasets)
+    cuts = {}
+    if args.seeds != 1:
+        cuts["--seeds 1"] = (only, 1)
+    if only != ["core"]:
+        cuts["--only core"] = (["core"], args.seeds)
+    plans = {}
+    for option, (experiments, seeds) in cuts.items():
+        try:
+            runs = planning.unique_runs(planning.plan(profile, experiments, seeds, models_, datasets, args.corpus_like))
+        except UserError:
+            continue  # e.g. --models that core does not have
+        if len(runs) < len(configs):  # a cut only where it cuts
+            plans[option] = runs
+    return plans
+
+
+def estimate_plan(configs, cuts, store: RunStore, args, options: dict) -> timing.Estimate:
+    """Seconds per run of the plan and of its cuts: finished runs' times, else the calibrated model."""
+    jobs, threads, slots = workers(args)
+    every = list({c.run_id: c for c in [*configs, *(c for runs in cuts.values() for c in runs)]}.values())
+    todo = sum(store.status(c.run_id) not in (DONE, FAILED) for c in configs)
+    busy = min(jobs, max(1, todo))  # calibrate as many workers at once as will run at once
+    estimate = timing.estimate(every, store, busy, threads, slots and slots[:busy], options,
+                               local=args.backend == "dask")
+    estimate.jobs = jobs
+    return estimate
 
 
 def workers(args) -> tuple[int, int, list[str] | None]:
@@ -113,17 +173,23 @@ def workers(args) -> tuple[int, int, list[str] | None]:
     return jobs, max(1, (os.cpu_count() or 1) // jobs), None
 
 
-def costliest_first(configs: list[RunConfig]) -> list[RunConfig]:
-    """Longest runs first, so that no worker is left with a long run at the end of a sweep."""
-    def cost(c: RunConfig) -> float:
-        method = models.registry.method(c.model)
-        return method.relative_cost(models.hyperparameters(c.model, **c.hyperparameters)) * c.profile.max_epochs
+def costliest_first(configs: list[RunConfig], seconds: dict[str, float] | None = None) -> list[RunConfig]:
+    """Longest runs first, so that no worker is left with a long run at the end of a sweep: by their
+    estimated seconds where known (benchmarks.estimate), else by method cost x epochs, after them."""
+    seconds = seconds or {}
+
+    def cost(c: RunConfig) -> tuple[bool, float]:
+        if c.run_id in seconds:
+            return True, seconds[c.run_id]
+        return False, timing.relative_cost(c) * c.profile.max_epochs
     return sorted(configs, key=cost, reverse=True)  # stable: plan order among equals
 
 
-def execute(todo: list[RunConfig], args, options: dict) -> list[dict]:
+def execute(todo: list[RunConfig], args, options: dict, estimate: timing.Estimate | None = None) -> list[dict]:
     jobs, threads, slots = workers(args)
-    todo = costliest_first(todo)
+    seconds = estimate.seconds if estimate else {}
+    todo = costliest_first(todo, seconds)
+    progress = timing.Progress([c.run_id for c in todo], seconds, jobs)
     devices = None
     if slots:
         import multiprocessing
@@ -142,10 +208,14 @@ def execute(todo: list[RunConfig], args, options: dict) -> list[dict]:
     try:
         with context:
             stream = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
-            with tqdm(total=len(todo), unit="run", file=sys.stdout, dynamic_ncols=True) as bar:
+            # tqdm's own rate and ETA are left out: with the costliest runs first they mislead for hours
+            with tqdm(total=len(todo), unit="run", file=sys.stdout, dynamic_ncols=True, postfix=progress.postfix(),
+                      bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]") as bar:
                 for summary in stream:
                     results.append(summary)
+                    progress.finished(summary["run_id"], summary["seconds"], summary["status"] == DONE)
                     bar.write(format_summary(summary))
+                    bar.set_postfix_str(progress.postfix(), refresh=False)
                     bar.update(1)
     finally:
         if client is not None:
@@ -166,7 +236,12 @@ def parse_args(argv=None):
     parser.add_argument("--only", default=None, help="comma-separated experiments (default: all): "
                                                      + ", ".join(planning.available()))
     parser.add_argument("--models", default=None, help="comma-separated rows or methods to keep")
-    parser.add_argument("--datasets", default=None, help="comma-separated datasets to keep")
+    parser.add_argument("--datasets", default=None,
+                        help="comma-separated datasets to keep, or corpus directories (train/valid/test.txt) to run "
+                             "the experiments on instead of their own datasets")
+    parser.add_argument("--corpus-like", default=None, metavar="yahoo|yelp",
+                        help="whose side of the paper's 'a | b' rows and per-dataset settings a corpus takes "
+                             f"(default {planning.DEFAULT_CORPUS_LIKE}; docs/your-corpus.md)")
     parser.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each experiment")
     parser.add_argument("--jobs", type=int, default=0, help="CPU workers (default: one per core)")
     parser.add_argument("--runs-per-device", type=int, default=1, help="concurrent runs per GPU")
@@ -195,11 +270,21 @@ def main(argv=None) -> int:
         load_profile(profile)  # an unknown profile is named before any experiment is read
         only, models = split_list(args.only), split_list(args.models)
         datasets = split_list(args.datasets)
-        planned = planning.plan(profile, only, args.seeds, models, datasets)
+        planned = planning.plan(profile, only, args.seeds, models, datasets, args.corpus_like)
+        for line in planning.corpus_skips(only, planning.corpora_of(datasets)):
+            print(line)  # experiments that cannot run on a user corpus, one line each
         configs = planning.unique_runs(planned)
         store = RunStore(args.results)
+        options = {"results": str(Path(args.results).absolute()),
+                   "data_dir": args.data_dir and str(Path(args.data_dir).absolute()),
+                   "cache_dir": args.cache_dir and str(Path(args.cache_dir).absolute()), "device": args.device,
+                   "download": not args.offline, "retry_failed": args.retry_failed}
+        cuts = cut_plans(args, profile, configs)
+        estimate = estimate_plan(configs, cuts, store, args, options)
+        cuts = {option: [c for c in runs if store.status(c.run_id) not in (DONE, FAILED)]
+                for option, runs in cuts.items()}
         if args.dry_run:
-            print(describe_plan(planned, configs, store, workers(args)[0]))
+            print(describe_plan(planned, configs, store, estimate, cuts))
             return 0
         store.prepare()
     except UserError as error:
@@ -212,12 +297,17 @@ def main(argv=None) -> int:
     print(f"profile {profile}: {len(configs)} distinct runs, {len(todo)} to train"
           + (f", {len(stale)} to re-score (metrics changed since they ran; no retraining)" if stale else "")
           + "".join(f", {n} {s}" for s, n in skipped.items()))
+    if todo:
+        print("\n".join(experiment_lines(planned, configs, {c.run_id: store.status(c.run_id) for c in configs})))
+        print(describe_estimate(todo, estimate))
+        if cut := describe_cuts(cuts, estimate):
+            print(cut)
+        sys.stdout.flush()
+    for c in stale:  # re-scoring costs an evaluation, not a training
+        estimate.seconds[c.run_id] = (read_json(store.final(c.run_id) / "metrics.json") or {}).get("eval_seconds", 0.0)
     todo += stale
-    options = {"results": str(Path(args.results).absolute()), "data_dir": args.data_dir and str(Path(args.data_dir).absolute()),
-               "cache_dir": args.cache_dir and str(Path(args.cache_dir).absolute()), "device": args.device,
-               "download": not args.offline, "retry_failed": args.retry_failed}
     try:
-        results = execute(todo, args, options) if todo else []
+        results = execute(todo, args, options, estimate) if todo else []
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are kept in {args.results}; run the same command again to go on "
               "(interrupted runs resume from their last epoch)", file=sys.stderr)

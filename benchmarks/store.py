@@ -23,6 +23,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import files
 from .errors import UserError
 
 DONE, FAILED, PARTIAL, PENDING, CORRUPT = "done", "failed", "partial", "pending", "corrupt"
@@ -36,13 +37,11 @@ def digest(value: dict) -> str:
 
 
 def write_json(path: Path, value) -> None:
-    """Write JSON atomically (data.atomic_write: a temporary file renamed into place); an object
+    """Write JSON atomically (files.atomic_write: a temporary file renamed into place); an object
     gets a ``sha256`` field over its content."""
-    from .data import atomic_write  # data is heavy to import; the store alone is not
-
     if isinstance(value, dict):
         value = {**value, CHECKSUM: digest(value)}
-    atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+    files.atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_json(path: Path, warn: bool = True) -> dict | None:

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.data import Document, cached_splits
+from benchmarks.data.cache import cached_splits
+from benchmarks.data.documents import Document
 
 
 @dataclass(frozen=True)

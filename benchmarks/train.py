@@ -29,7 +29,7 @@ import torch
 
 import models
 
-from . import data, metrics
+from . import data, files, metrics
 from .config import RunConfig, resolve
 from .errors import UserError
 from .protocol import Trainer
@@ -167,7 +167,7 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
     history = trainer.fit(checkpoint=workdir / "last.pt")
     train_seconds = sum(record["seconds"] for record in history)  # without our statistics passes
     statistics_seconds = sum(record.get("statistics_seconds", 0.0) for record in history)
-    data.atomic_torch_save(workdir / "best.pt", {"model": model.state_dict(), "config": config.to_json(),
+    files.atomic_torch_save(workdir / "best.pt", {"model": model.state_dict(), "config": config.to_json(),
                                                  "vocab": corpus.vocab.to_json()})
 
     result = {**score(model, corpus, config, device), **model.state_summary(), "train_seconds": train_seconds,
@@ -219,6 +219,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", required=True,
                         help="a method or a paper row, e.g. 'scale_vae(1.1,1)' (python -m models lists them)")
     parser.add_argument("--dataset", required=True, help="a registered dataset, or a directory with train/valid/test.txt")
+    parser.add_argument("--corpus-like", default=None, metavar="yahoo|yelp",
+                        help="for a corpus directory: whose side of the paper's 'a | b' rows it takes (default: none, "
+                             "a two-sided row then asks for one); the runner's --corpus-like")
     parser.add_argument("--profile", default="quick", help="paper, quick or smoke (benchmarks/profiles.toml)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -235,7 +238,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        config = resolve(args.model, args.dataset, args.profile, args.seed, args.set)
+        config = resolve(args.model, args.dataset, args.profile, args.seed, args.set, args.corpus_like)
         run_dir, status = train_run(config, results_dir=args.results, data_dir=args.data_dir,
                                     cache_dir=args.cache_dir, device=args.device, download=not args.offline,
                                     retry_failed=args.retry_failed)

@@ -13,7 +13,7 @@ from .base import Hyperparameters, LossTerms, TextVAE, TrainingProgress
 from .networks import Architecture
 from .registry import METHODS, build, describe, hyperparameters, method
 
-INFRASTRUCTURE = {"base", "gaussian", "networks", "registry", "variants"}
+INFRASTRUCTURE = {"base", "errors", "gaussian", "networks", "registry", "variants"}
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module not in INFRASTRUCTURE and not _module.startswith("_"):
         importlib.import_module(f"{__name__}.{_module}")  # each method module registers itself

@@ -33,8 +33,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from benchmarks.errors import UserError
-
+from .errors import UserError
 from .gaussian import DiagonalGaussian
 from .networks import Architecture, LSTMDecoder, LSTMEncoder
 
@@ -88,8 +87,10 @@ class TextVAE(nn.Module):
     has_latent: ClassVar[bool] = True
 
     @classmethod
-    def relative_cost(cls, hp: Hyperparameters) -> float:
-        """Training cost per epoch relative to a VAE's (the runner starts costly runs first)."""
+    def relative_cost(cls, hp: Hyperparameters, epochs: int | None = None) -> float:
+        """Training cost per epoch (training and validation) relative to a VAE's, averaged over a run of
+        ``epochs`` epochs (None: the paper's length); the runner starts costly runs first and estimates
+        a sweep's time with it (benchmarks/estimate.py)."""
         return 1.0
     Decoder: ClassVar[type] = LSTMDecoder
 

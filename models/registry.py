@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from benchmarks.errors import UserError
+from .errors import UserError
 
 METHODS: dict[str, type] = {}
 

@@ -8,7 +8,7 @@ every batch uses f_bar, the mean of the f's recorded over the previous epoch
 generation draws z ~ N(0, I) and decodes f_bar * z, i.e. the decoder's prior
 is N(0, diag(f_bar^2)) (``prior_std``).
 
-Conventions the paper leaves open (see README, "Conventions"):
+Conventions the paper leaves open (docs/protocol-and-metrics.md, "Scale-VAE conventions"):
 - f carries no gradient by default (``f_grad=False``); ``f_grad=True`` lets the
   per-batch factor of the first f_epo epochs back-propagate through Std[mu].
 - Std is the unbiased standard deviation over the batch; it is floored at

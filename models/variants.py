@@ -18,8 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.errors import UserError
-
+from .errors import UserError
 from .registry import method
 
 FAMILIES = ("yahoo", "yelp")  # the order of the paper's "a | b"

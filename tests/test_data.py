@@ -311,9 +311,9 @@ def test_short_yelp_downloads_train_files_and_balances(tmp_path, monkeypatch):
         count = 30 if label == "0" else 45
         return io.BytesIO("".join(f"sentence {label} number {i}\n" for i in range(count)).encode())
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(D.sources.urllib.request, "urlopen", urlopen)
     corpus = D.load_corpus("short_yelp", data_dir=data_dir, cache_dir=tmp_path / "cache")
-    assert fetched == [D._SHEN_URL + "sentiment.train.0", D._SHEN_URL + "sentiment.train.1"]
+    assert fetched == [D.sources._SHEN_URL + "sentiment.train.0", D.sources._SHEN_URL + "sentiment.train.1"]
     assert (data_dir / "yelp_style" / "sentiment.train.1").is_file()
     assert len(corpus.train) == 60 and _interleaved(corpus.labels("train"))  # limited by the smaller class
     assert (len(corpus.valid), len(corpus.test)) == (10000, 10000)

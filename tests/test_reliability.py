@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.train import TIMING_KEYS as TIMING
-from benchmarks import data, train
+from benchmarks import files, train
 from benchmarks.config import resolve
 from benchmarks.store import CORRUPT, DONE, FAILED, RunStore, read_json
 from benchmarks.train import train_run
@@ -182,14 +182,14 @@ def test_a_corrupt_best_model_is_one_line_for_the_analysis(tmp_path, data_dir):
 def test_no_space_left_is_one_line_exit_2_and_nothing_published(tmp_path, data_dir, monkeypatch, capsys, full_at):
     """The disk fills while a checkpoint, the best model or the metrics are written (torch.save's
     own writer would hide the OSError in a RuntimeError and the run would be stored as failed)."""
-    real = data.atomic_write
+    real = files.atomic_write
 
     def full_disk(path, payload):
         if Path(path).name == full_at:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, payload)
 
-    monkeypatch.setattr(data, "atomic_write", full_disk)
+    monkeypatch.setattr(files, "atomic_write", full_disk)
     code = train.main(["--model", "vae", "--dataset", "yahoo_small", "--profile", "smoke", "--offline",
                        "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache"), "--results", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()

@@ -11,7 +11,8 @@ from benchmarks.store import read_json
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
-def test_every_experiment_resolves_on_every_profile(profile, capsys):
+def test_every_experiment_resolves_on_every_profile(profile, capsys, monkeypatch):
+    monkeypatch.setattr(run.timing, "calibrate", lambda *args, **kwargs: {})  # tests/test_estimate.py times
     planned = plan.plan(profile)
     assert {p.experiment for p in planned} == set(plan.available())
     assert run.main(["--profile", profile, "--dry-run", "--results", "/nonexistent/never-written"]) == 0
@@ -84,7 +85,7 @@ def test_failures_are_listed_and_make_the_exit_code_non_zero(tmp_path, data_dir,
 
 
 def test_ctrl_c_says_how_to_go_on_instead_of_a_traceback(tmp_path, capsys, monkeypatch):
-    def interrupted(todo, args, options):
+    def interrupted(todo, args, options, estimate=None):
         raise KeyboardInterrupt
     monkeypatch.setattr(run, "execute", interrupted)
     code = run.main(["--profile", "smoke", "--only", "core", "--seeds", "1", "--results", str(tmp_path / "r")])

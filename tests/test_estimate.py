@@ -1,0 +1,95 @@
+"""Time before work: the runner's estimate of a sweep, calibrated on this machine (benchmarks/estimate.py)."""
+import re
+
+import pytest
+
+from benchmarks import estimate as timing
+from benchmarks import plan, run
+from benchmarks.store import RunStore, write_json
+
+NUMBER = r"estimated time left: \d+ (s|min|h \d+ min) of wall time"
+
+
+def smoke(tmp_path, data_dir, results, *extra):
+    return ["--profile", "smoke", "--only", "table1", "--models", "vae", "--results", str(tmp_path / results),
+            "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache"), "--offline", *extra]
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """One worker with one torch thread, as the rest of the suite runs (two threads on a loaded
+    2-core machine make every timed step many times slower)."""
+    monkeypatch.setattr(run, "workers", lambda args: (1, 1, None))
+
+
+def test_the_estimate_is_printed_before_the_first_run_on_an_empty_results_dir(tmp_path, data_dir, capsys):
+    assert run.main(smoke(tmp_path, data_dir, "r", "--seeds", "2")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    estimate = next(i for i, line in enumerate(lines) if line.startswith("estimated time left"))
+    first_done = next(i for i, line in enumerate(lines) if "[done]" in line)
+    assert estimate < first_done
+    assert re.match(NUMBER, lines[estimate]) and "calibrated on this machine" in lines[estimate]
+    assert re.match(r"to cut it: --seeds 1 \(1 runs, ~\d+ (s|min|h \d+ min)\)", lines[estimate + 1])
+
+
+def test_dry_run_on_an_empty_results_dir_prints_a_number(tmp_path, data_dir, capsys):
+    assert run.main(smoke(tmp_path, data_dir, "empty", "--seeds", "1", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert re.search(NUMBER, out) and "unknown" not in out
+    assert not (tmp_path / "empty").exists()  # a dry run writes nothing
+
+
+def fake_rates(groups, options, jobs, threads, slots, local=False):
+    """Every group at 1 ms + 0.1 ms per time step, no evaluation cost: nothing is timed."""
+    return {key: timing.Rates((1e-3, 1e-4), (1e-3, 1e-4), 0.0, 0.5) for key in groups}
+
+
+def finish(store: RunStore, config, seconds: float) -> None:
+    folder = store.final(config.run_id)
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", config.to_json())
+    write_json(folder / "metrics.json", {"model": config.model, "dataset": config.dataset,
+                                         "profile": config.profile.name, "seed": config.seed,
+                                         "train_seconds": seconds - 10, "statistics_seconds": 4, "eval_seconds": 6})
+
+
+def test_finished_runs_times_win_over_the_calibrated_model(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setattr(timing, "calibrate", fake_rates)
+    configs = plan.unique_runs(plan.plan("smoke", ["table1"], 2, ["vae", "lstm_lm"]))
+    vae = [c for c in configs if c.model == "vae"]
+    lm = [c for c in configs if c.model == "lstm_lm"]
+    store = RunStore(tmp_path / "r")
+    options = {"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache")}
+
+    fresh = timing.estimate(configs, store, 1, options=options)
+    assert set(fresh.source.values()) == {"model"} and all(s > 0 for s in fresh.seconds.values())
+
+    finish(store, vae[0], seconds=500.0)  # seed 0 of the VAE took 500 s
+    known = timing.estimate(configs, store, 1, options=options)
+    assert known.seconds[vae[0].run_id] == known.seconds[vae[1].run_id] == 500.0  # seed 1: as its seed 0
+    assert known.source[vae[1].run_id] == "measured"
+    ratio = 500.0 / fresh.seconds[vae[0].run_id]  # the model was off by this much on this machine
+    assert known.ratio == ratio and known.source[lm[0].run_id] == "model"
+    assert abs(known.seconds[lm[0].run_id] - ratio * fresh.seconds[lm[0].run_id]) < 1e-6
+    assert known.wall([c.run_id for c in vae]) == 1000.0 and known.wall([c.run_id for c in vae] * 2) == 2000.0
+
+
+def test_the_progress_replaces_estimates_by_measured_times():
+    now = [0.0]
+    progress = timing.Progress(["a", "b", "c", "d"], {"a": 100.0, "b": 100.0, "c": 50.0, "d": 50.0}, 2,
+                               clock=lambda: now[0])
+    assert progress.left() == 150.0  # a | b, then c | d
+    now[0] = 200.0
+    progress.finished("a", 200.0)  # twice its estimate: what is left is scaled alike
+    progress.finished("b", 200.0)
+    assert progress.left() == 100.0  # c and d at 100 s each, one per worker
+    now[0] = 250.0
+    progress.finished("c", 50.0)  # as estimated: the runs so far took 450 s against 250 estimated
+    assert progress.left() == pytest.approx(50 * 450 / 250 - 50)  # d, started at 200 s, has run 50 s
+    assert "left" in progress.postfix()
+
+
+def test_makespan_hands_the_longest_runs_out_first():
+    assert timing.makespan([3, 3, 2, 2, 2], 2) == 7
+    assert timing.makespan([5, 1], 4) == 5
+    assert timing.duration(45) == "45 s" and timing.duration(600) == "10 min" and timing.duration(9300) == "2 h 35 min"
