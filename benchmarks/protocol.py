@@ -187,7 +187,11 @@ class Trainer:
             docs += batch.size
         record = {"valid_loss": (rec + kl) / docs, "valid_rec": rec / docs, "valid_kl": kl / docs}
         if self.model.has_latent:
-            stats = metrics.latent_statistics(self.model, self.valid_batches)
+            # The metrics draw their own samples; forking the RNG keeps training's random stream the same
+            # whatever they draw, so changing a metric's definition never changes what is trained.
+            device = next(self.model.parameters()).device
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                stats = metrics.latent_statistics(self.model, self.valid_batches)
             record.update(valid_mi=stats["mi"], valid_mi_batch=stats["mi_batch"], valid_au=stats["au"])
         return record
 

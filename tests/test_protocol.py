@@ -73,3 +73,15 @@ def test_fit_keeps_the_best_validation_model_and_raises_on_divergence():
     t = trainer(max_epochs=1, lr=1e30, clip=1e30, optimizer="sgd")
     with pytest.raises(TrainingDiverged, match="epoch 1"):
         t.fit()
+
+
+def test_the_validation_metrics_sampling_does_not_change_what_is_trained(monkeypatch):
+    """A metric that draws more (or fewer) samples must leave training's random stream alone."""
+    from benchmarks import metrics
+
+    def losses(t):
+        return [(r["train_loss"], r["valid_loss"]) for r in t.fit()]
+    plain = losses(trainer(max_epochs=3))
+    original = metrics.latent_statistics
+    monkeypatch.setattr(metrics, "latent_statistics", lambda *a: (torch.randn(1000), original(*a))[1])
+    assert losses(trainer(max_epochs=3)) == plain
