@@ -153,8 +153,10 @@ def latent_statistics(model, batches) -> dict[str, float]:
         mi_batch += batch_mutual_information(q_dec) * batch.size
         posteriors.append(q)
         decoder_posteriors.append(q_dec)
+    same = all(a is b for a, b in zip(posteriors, decoder_posteriors))  # the decoder reads q itself
     q, q_dec = concatenate(posteriors), concatenate(decoder_posteriors)
-    return {"kl": kl / docs, "mi": mutual_information(q_dec), "mi_unscaled": mutual_information(q),
+    mi = mutual_information(q_dec)
+    return {"kl": kl / docs, "mi": mi, "mi_unscaled": mi if same else mutual_information(q),
             "mi_batch": mi_batch / docs, "mi_ceiling": math.log(docs),
             "au": active_units(q.mu)[0], "au_scaled": active_units(q_dec.mu)[0]}
 

@@ -290,15 +290,18 @@ def main(argv=None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    todo = [c for c in configs if store.status(c.run_id) not in ((DONE,) if args.retry_failed else (DONE, FAILED))]
-    stale = [c for c in configs if c not in todo and store.status(c.run_id) == DONE
+    status = {c.run_id: store.status(c.run_id) for c in configs}  # each run's files read once
+    todo = [c for c in configs if status[c.run_id] not in ((DONE,) if args.retry_failed else (DONE, FAILED))]
+    pending = {c.run_id for c in todo}
+    stale = [c for c in configs if c.run_id not in pending and status[c.run_id] == DONE
              and evaluate.is_stale(store.final(c.run_id))]
-    skipped = Counter(store.status(c.run_id) for c in configs if c not in todo and c not in stale)
+    pending |= {c.run_id for c in stale}
+    skipped = Counter(status[c.run_id] for c in configs if c.run_id not in pending)
     print(f"profile {profile}: {len(configs)} distinct runs, {len(todo)} to train"
           + (f", {len(stale)} to re-score (metrics changed since they ran; no retraining)" if stale else "")
           + "".join(f", {n} {s}" for s, n in skipped.items()))
     if todo:
-        print("\n".join(experiment_lines(planned, configs, {c.run_id: store.status(c.run_id) for c in configs})))
+        print("\n".join(experiment_lines(planned, configs, status)))
         print(describe_estimate(todo, estimate))
         if cut := describe_cuts(cuts, estimate):
             print(cut)
@@ -314,7 +317,7 @@ def main(argv=None) -> int:
         return 130
     failed = [r for r in results if r["status"] == FAILED] + [
         {"run_id": c.run_id, "reason": (read_json(store.final(c.run_id) / "failed.json") or {}).get("reason", "?")}
-        for c in configs if c not in todo and store.status(c.run_id) == FAILED]
+        for c in configs if c.run_id not in pending and status[c.run_id] == FAILED]
     busy = [r for r in results if r["status"] == "busy"]
     print(f"finished: {sum(r['status'] == DONE for r in results)} trained or re-scored, {len(failed)} failed, {len(busy)} busy elsewhere")
     for f in failed:
