@@ -15,6 +15,7 @@ from the trained models on first use and cached in each run's directory.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import pandas as pd  # noqa: E402
 
 from analysis import claims, collect, report, tables  # noqa: E402
+from analysis import precision as precision_check  # noqa: E402
 from analysis.collect import finished  # noqa: E402
 from benchmarks.errors import UserError  # noqa: E402
 from benchmarks import plan  # noqa: E402
@@ -182,6 +184,13 @@ def main(argv=None) -> int:
     (out / "comparison.tex").write_text(report.comparison_latex(built, papers), encoding="utf-8")
     figures, extra = ([], []) if args.no_figures else make_figures(runs, built, papers, root / "figures",
                                                                      args.data_dir, args.cache_dir)
+    checked = precision_check.write(runs, out, args.data_dir, args.cache_dir)
+    if checked:
+        summary = checked.read_text(encoding="utf-8").split("Differences in a metric found", 1)
+        extra += ["Precision check, float32 against bfloat16 (the `precision` experiment): "
+                  f"[{checked.name}]({os.path.relpath(checked, root)}).", ""]
+        if len(summary) == 2:
+            extra += ["Differences in a metric found" + summary[1].split("\n", 1)[0], ""]
     if skips:
         extra = ["Experiments left out on your corpus:", ""] + [f"- {line}" for line in skips] + ["", *extra]
     (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, verdicts, figures, root, extra),

@@ -36,6 +36,7 @@ class Profile:
     dropout_in: float
     dropout_out: float
     init: str
+    precision: str
     optimizer: str
     lr: float
     momentum: float
@@ -56,6 +57,7 @@ class Profile:
         checks = [
             (self.optimizer in ("sgd", "adam"), "optimizer must be 'sgd' or 'adam'"),
             (self.init in ("uniform", "default"), "init must be 'uniform' or 'default'"),
+            (self.precision in models.PRECISIONS, f"precision must be one of {', '.join(models.PRECISIONS)}"),
             (self.batching in ("length", "random", "resplit", "by_label"),
              "batching must be one of length, random, resplit, by_label"),
             (min(self.max_len, self.vocab_size, self.train_docs, self.valid_docs, self.test_docs) >= 0,
@@ -78,7 +80,7 @@ class Profile:
     def architecture(self, vocab_size: int) -> models.Architecture:
         return models.Architecture(vocab_size=vocab_size, emb_dim=self.emb_dim, enc_hidden=self.enc_hidden,
                                    dec_hidden=self.dec_hidden, nz=self.nz, dropout_in=self.dropout_in,
-                                   dropout_out=self.dropout_out, init=self.init)
+                                   dropout_out=self.dropout_out, init=self.init, precision=self.precision)
 
     def limit(self, field: str) -> int | None:
         """A cap of the data section (0 in the file means no limit)."""
@@ -167,6 +169,7 @@ class RunConfig:
     def from_json(cls, value: dict) -> "RunConfig":
         profile = value["profile"]
         overrides = {k: v for k, v in profile.items() if k not in ("name", "description")}
+        overrides.setdefault("precision", "fp32")  # written before the field existed: float32, whatever the default now
         return cls(value["model"], value["hyperparameters"], value["dataset"],
                    load_profile(profile["name"], overrides), value["seed"], value.get("family"))
 
@@ -174,6 +177,8 @@ class RunConfig:
     def run_id(self) -> str:
         identity = dict(self.to_json())
         identity["profile"] = {k: v for k, v in identity["profile"].items() if k != "description"}
+        if identity["profile"].get("precision") == "fp32":  # float32 runs keep the ids they had before the field
+            del identity["profile"]["precision"]
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         dataset = Path(self.dataset).name if ("/" in self.dataset or "\\" in self.dataset) else self.dataset
         return f"{dataset}-{self.model}-{self.profile.name}-s{self.seed}-{digest}"

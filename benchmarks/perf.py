@@ -1,9 +1,11 @@
 """Speed of training and evaluation against the machine's own limit (a benchmark, not a test).
 
     python -m benchmarks.perf [--profile quick|paper] [--device cpu|cuda] [--data-dir DIR] [--json FILE]
-                              [--steps N] [--eval-docs N] [--methods vae,agg_vae,...]
+                              [--steps N] [--eval-docs N] [--methods vae,agg_vae,...] [--precisions fp32,bf16]
 
-On real batches of ``yahoo_small`` at the profile's model sizes it prints:
+On real batches of ``yahoo_small`` at the profile's model sizes, for each
+precision side by side (``--precisions``, default both; the profile's
+``precision`` field: models/networks.py), taking turns on the same batches, it prints:
 
 - training throughput (predicted tokens/s) of one optimisation step of VAE,
   Scale-VAE, BN-VAE, Agg-VAE (in its aggressive phase) and SA-VAE, and each as
@@ -12,10 +14,14 @@ On real batches of ``yahoo_small`` at the profile's model sizes it prints:
   documents x samples, and the speed-up over evaluating one document at a time
   in chunks of 100 samples (how He et al.'s reference code does it);
 - the VAE step's achieved FLOP/s (analytic count of its matmuls, backward = 2x
-  forward) against a dense float32 matmul measured in the same process (MFU):
-  against the best peak of the start (``vae_step_mfu``) and, pass by pass, against
-  the peak measured right after each pass (``vae_step_mfu_paired``, the median),
-  which a shared machine's drift over minutes leaves alone;
+  forward) against dense float32 and bfloat16 matmuls measured in the same process
+  (MFU): against the best peaks of the start (``vae_step_mfu``) and, pass by pass,
+  against the float32 peak measured right after each pass (``vae_step_mfu_paired``,
+  the median), which a shared machine's drift over minutes leaves alone;
+- with both precisions: forward and backward time of each part bfloat16 can run
+  (``benchmarks/precision.py``), the speed-ups, and the same weights' metrics in
+  both precisions under the same draws (with float32 under other draws as the
+  Monte-Carlo yardstick);
 - padding waste of the length-bucketed batches and the peak memory.
 
 A step's time is the mean over ``--steps`` training batches spread over the
@@ -37,7 +43,8 @@ import torch
 
 import models
 
-from . import metrics
+from . import metrics, precision as bf16
+from .precision import synchronize
 from .config import resolve
 from .data import Batch
 from .errors import UserError
@@ -50,14 +57,10 @@ DATASET = "yahoo_small"
 REFERENCE_CHUNK = 100  # samples per forward pass in He et al.'s calc_iwnll (one document per batch)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device, repeats: int) -> float:
+def timed(fn, device, repeats: int, warm_up: bool = True) -> float:
     """Seconds per call: the median of ``repeats`` calls after one untimed warm-up call."""
-    fn()
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         synchronize(device)
@@ -68,12 +71,15 @@ def timed(fn, device, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def matmul_peak(device: torch.device, sizes=(2048, 4096), repeats: int = 5) -> float:
-    """The machine's practical peak: the best FLOP/s of any of ``repeats`` dense float32 n x n
-    matmuls per size (the best, not the median: a shared machine's noise only ever slows it)."""
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_peak(device: torch.device, precision: str = "fp32", sizes=(2048, 4096), repeats: int = 5) -> float:
+    """The machine's practical peak: the best FLOP/s of any of ``repeats`` dense n x n matmuls
+    per size in ``precision`` (the best, not the median: a shared machine's noise only ever slows it)."""
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        a, b = (torch.randn(n, n, device=device, dtype=DTYPES[precision]) for _ in range(2))
         for _ in range(repeats):
             best = max(best, 2 * n**3 / timed(lambda: a @ b, device, 1))
     return best
@@ -97,8 +103,8 @@ def peak_memory_mb(device: torch.device) -> float:
 class TrainingStep:
     """One method's model and trainer in its first training epoch, ready to time optimisation steps."""
 
-    def __init__(self, row: str, profile: str, corpus, device):
-        config = resolve(row, DATASET, profile, 0)
+    def __init__(self, row: str, profile: str, corpus, device, precision: str):
+        config = resolve(row, DATASET, profile, 0, [f"precision={precision}"])
         seed_everything(0)
         self.row, self.device, self.hyperparameters = row, device, config.hyperparameters
         self.model = models.build(config.model, config.profile.architecture(len(corpus.vocab)),
@@ -130,40 +136,46 @@ class TrainingStep:
 
 
 def training_throughput(rows: list[str], profile: str, batches: list, corpus, device, passes: int,
-                        costly: tuple[str, ...] = (), after_each_pass=None) -> dict[str, dict]:
-    """row -> its optimisation step's time, averaged over ``batches``.
+                        costly: tuple[str, ...] = (), after_each_pass=None,
+                        precisions=("fp32",)) -> tuple[dict[str, dict[str, dict]], dict]:
+    """(precision -> row -> its optimisation step's time averaged over ``batches``,
+    (precision, row) -> the model those steps trained).
 
-    The rows take turns, pass after pass (after one untimed warm-up pass each), and each keeps
-    its median pass: drift in the machine's speed then hits every method alike.
+    The (row, precision) pairs take turns, pass after pass (after one untimed warm-up pass each),
+    and each keeps its median pass: drift in the machine's speed then hits every one alike.
     ``after_each_pass()`` is called after each timed round (the matmul peak beside it). Rows
     starting with a name in ``costly`` are timed once, on one median-length batch, with no warm-up.
     """
-    steps = {row: TrainingStep(row, profile, corpus, device) for row in rows}
-    cheap = [row for row in rows if not row.startswith(costly)]
-    times = {row: [] for row in cheap}
+    steps = {(p, row): TrainingStep(row, profile, corpus, device, p) for p in precisions for row in rows}
+    cheap = [key for key in steps if not key[1].startswith(costly)]
+    times = {key: [] for key in cheap}
     for round_ in range(passes + 1):
-        for row in cheap:
-            seconds = steps[row].seconds_per_step(batches)
+        for key in cheap:
+            seconds = steps[key].seconds_per_step(batches)
             if round_:
-                times[row].append(seconds)
+                times[key].append(seconds)
         if round_ and after_each_pass:
             after_each_pass()
-    result = {row: steps[row].entry(batches, t) for row, t in times.items()}
+    result = {key: steps[key].entry(batches, t) for key, t in times.items()}
     one = batches[len(batches) // 2:][:1]
-    for row in rows:
-        if row not in result:
-            result[row] = steps[row].entry(one, [steps[row].seconds_per_step(one)])
-    return {row: result[row] for row in rows}
+    for key in steps:
+        if key not in result:
+            result[key] = steps[key].entry(one, [steps[key].seconds_per_step(one)])
+    return ({p: {row: result[(p, row)] for row in rows} for p in precisions},
+            {key: step.model for key, step in steps.items()})
 
 
-def iw_throughput(model, batches: list, profile, device) -> dict:
-    """Documents/s of the IW-NLL: batched over documents x samples vs one document at a time."""
+def iw_throughput(twins: dict, batches: list, profile, device, rounds: int) -> dict[str, dict]:
+    """precision -> documents/s of the IW-NLL: batched over documents x samples vs one document
+    at a time (He et al.'s way), the precisions taking turns for ``rounds`` timed rounds (medians)."""
     samples, memory = profile.iw_samples, profile.eval_memory_mb
     documents = sum(b.size for b in batches)
-    batched = timed(lambda: metrics.likelihood_statistics(model, batches, samples, memory), device, 1)
     singles = [single for b in batches for single in split_documents(b)]  # the same documents
 
-    def one_at_a_time():
+    def batched(model):
+        metrics.likelihood_statistics(model, batches, samples, memory)
+
+    def one_at_a_time(model):
         with torch.no_grad():
             for doc in singles:
                 q = model.decoder_posterior(model.posterior(doc))
@@ -171,11 +183,20 @@ def iw_throughput(model, batches: list, profile, device) -> dict:
                     lambda z: model.decoder.log_likelihood(doc.tokens, doc.lengths, z), q,
                     [model.prior_std(), 1.0], samples, REFERENCE_CHUNK)
 
-    reference = timed(one_at_a_time, device, 1)
-    return {"iw_samples": samples, "docs_per_s_batched": documents / batched,
-            "docs_per_s_one_document": len(singles) / reference,
-            "iw_speedup": (documents / batched) / (len(singles) / reference),
-            "documents_batched": documents, "documents_one_at_a_time": len(singles)}
+    for model in twins.values():  # warm-up on one document
+        metrics.likelihood_statistics(model, [first_documents(batches[0], 1)], samples, memory)
+    times = {p: ([], []) for p in twins}
+    for _ in range(rounds):
+        for p, model in twins.items():
+            times[p][0].append(timed(lambda: batched(model), device, 1, warm_up=False))
+            times[p][1].append(timed(lambda: one_at_a_time(model), device, 1, warm_up=False))
+    result = {}
+    for p, (together, alone) in times.items():
+        together, alone = bf16.median(together), bf16.median(alone)
+        result[p] = {"iw_samples": samples, "docs_per_s_batched": documents / together,
+                     "docs_per_s_one_document": len(singles) / alone, "iw_speedup": alone / together,
+                     "documents_batched": documents, "documents_one_at_a_time": len(singles)}
+    return result
 
 
 def split_documents(batch) -> list:
@@ -201,7 +222,8 @@ def padding_waste(batches: list) -> float:
 
 
 def measure(profile: str, device_name: str, data_dir=None, cache_dir=None, steps: int | None = None,
-            eval_docs: int | None = None, methods: list[str] | None = None) -> dict:
+            eval_docs: int | None = None, methods: list[str] | None = None,
+            precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict:
     device = resolve_device(device_name)
     torch.set_flush_denormal(True)  # as every run does (benchmarks.train)
     config = resolve("vae", DATASET, profile, 0)
@@ -213,31 +235,38 @@ def measure(profile: str, device_name: str, data_dir=None, cache_dir=None, steps
     result = {"profile": profile, "device": str(device), "dataset": DATASET, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
               "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "padding_waste_train": padding_waste(train)}
-    result["matmul_peak_gflops"] = matmul_peak(device) / 1e9
+              "precisions": list(precisions), "padding_waste_train": padding_waste(train)}
+    result["matmul_peak_gflops"] = {p: matmul_peak(device, p) / 1e9 for p in ("fp32", "bf16")}
     rows = methods or METHODS
     costly = () if small else ("sa_vae", "agg_vae")  # 20-100 VAE steps each at the paper's sizes
-    pass_peaks = []  # the peak again after every round: MFU per round against the peak of its moment
-    result["train"] = training_throughput(rows, profile, batches, corpus, device, 5, costly,
-                                          lambda: pass_peaks.append(matmul_peak(device, repeats=2) / 1e9))
+    pass_peaks = []  # the float32 peak again after every round: MFU per round against the peak of its moment
+    result["train"], trained = training_throughput(rows, profile, batches, corpus, device, 5, costly,
+                                          lambda: pass_peaks.append(matmul_peak(device, repeats=2) / 1e9),
+                                          precisions)
     result["matmul_peak_gflops_per_pass"] = pass_peaks
     result["peak_memory_mb_training"] = peak_memory_mb(device)
-    for row, entry in result["train"].items():
-        print(f"  {row:<18} {entry['tokens_per_s']:>10.0f} tokens/s  ({entry['step_ms']:.1f} ms/step)", flush=True)
-    vae = result["train"]["vae"]
-    for entry in result["train"].values():
-        entry["time_ratio_to_vae"] = vae["tokens_per_s"] / entry["tokens_per_s"]
-    achieved = vae["flops_per_step_vae_count"] / (vae["step_ms"] / 1000)
-    result["vae_step_gflops"] = achieved / 1e9
-    result["vae_step_mfu"] = achieved / (result["matmul_peak_gflops"] * 1e9)
-    # the same, pass by pass against the peak measured right after that pass, then the median:
-    # a shared machine's speed drifts over minutes, and this ratio is what drift leaves alone
-    paired = sorted(vae["flops_per_step_vae_count"] / (ms / 1000) / (peak * 1e9)
-                    for ms, peak in zip(vae["pass_step_ms"], pass_peaks))
-    result["vae_step_mfu_paired"] = paired[len(paired) // 2] if paired else None
+    result["vae_step"] = {}
+    for p, entries in result["train"].items():
+        vae = entries["vae"]
+        for entry in entries.values():
+            entry["time_ratio_to_vae"] = vae["tokens_per_s"] / entry["tokens_per_s"]
+        achieved = vae["flops_per_step_vae_count"] / (vae["step_ms"] / 1000)
+        # pass by pass against the peak measured right after that pass, then the median: a shared
+        # machine's speed drifts over minutes, and this ratio is what drift leaves alone
+        paired = sorted(vae["flops_per_step_vae_count"] / (ms / 1000) / (peak * 1e9)
+                        for ms, peak in zip(vae["pass_step_ms"], pass_peaks))
+        result["vae_step"][p] = {"gflops": achieved / 1e9,
+                                 **{f"mfu_{d}_peak": achieved / (peak * 1e9)
+                                    for d, peak in result["matmul_peak_gflops"].items()},
+                                 "mfu_fp32_peak_paired": paired[len(paired) // 2] if paired else None}
+        for row, entry in entries.items():
+            print(f"  {p} {row:<18} {entry['tokens_per_s']:>10.0f} tokens/s  ({entry['step_ms']:.1f} ms/step)",
+                  flush=True)
 
     seed_everything(0)
-    model = models.build("vae", config.profile.architecture(len(corpus.vocab))).to(device).eval()
+    model = models.build("vae", config.profile.architecture(len(corpus.vocab))).to(device)
+    result["parts"] = bf16.part_timings(model, batches[len(batches) // 2], device, precisions)
+    trained = trained[(precisions[0], "vae")]  # the VAE after the timed steps (dozens): not at initialisation
     test = list(loader(corpus, "test", config, device, False))
     wanted = eval_docs or (128 if small else 32)
     chosen, count = [], 0
@@ -246,28 +275,54 @@ def measure(profile: str, device_name: str, data_dir=None, cache_dir=None, steps
             break
         chosen.append(first_documents(b, wanted - count))
         count += chosen[-1].size
-    result["eval"] = iw_throughput(model, chosen, config.profile, device)
+    twins = {p: bf16.with_precision(trained, p).eval() for p in precisions}
+    result["eval"] = iw_throughput(twins, chosen, config.profile, device, rounds=3 if small else 1)
+    result["same_weights"] = bf16.same_weights(trained, chosen, config.profile, precisions)
+    if {"fp32", "bf16"} <= set(precisions):
+        result["speedup_bf16"] = {
+            "train": {row: e["step_ms"] / result["train"]["bf16"][row]["step_ms"]
+                      for row, e in result["train"]["fp32"].items()},
+            "iw_nll_batched": result["eval"]["bf16"]["docs_per_s_batched"] / result["eval"]["fp32"]["docs_per_s_batched"],
+            "parts": {part: {d: t[f"{d}_ms"] / result["parts"]["bf16"][part][f"{d}_ms"] for d in ("forward", "backward")}
+                      for part, t in result["parts"]["fp32"].items()}}
     result["peak_memory_mb"] = peak_memory_mb(device)
     return result
 
 
 def report(result: dict) -> str:
+    peaks = result["matmul_peak_gflops"]
     lines = [f"profile {result['profile']} on {result['device']} ({result['cuda_device'] or result['machine']}, "
              f"{result['threads']} threads, torch {result['torch']})",
-             f"dense matmul peak: {result['matmul_peak_gflops']:.1f} GFLOP/s",
-             "", "training step        tokens/s   ms/step   time ratio to VAE"]
-    for row, e in result["train"].items():
-        lines.append(f"  {row:<18} {e['tokens_per_s']:>9.0f} {e['step_ms']:>9.1f} {e['time_ratio_to_vae']:>10.2f}")
-    ev = result["eval"]
-    paired = result.get("vae_step_mfu_paired")
-    lines += ["", f"VAE step: {result['vae_step_gflops']:.1f} GFLOP/s achieved = MFU {100 * result['vae_step_mfu']:.1f}% "
-                  f"of the measured matmul peak"
-                  + (f" ({100 * paired:.1f}% against the peak measured beside each pass, median)" if paired else ""),
-              f"padding waste of the training batches: {100 * result['padding_waste_train']:.1f}%",
-              f"IW-NLL ({ev['iw_samples']} samples): {ev['docs_per_s_batched']:.1f} docs/s batched vs "
-              f"{ev['docs_per_s_one_document']:.2f} docs/s one document at a time in chunks of {REFERENCE_CHUNK} "
-              f"-> speed-up {ev['iw_speedup']:.1f}x",
-              f"peak memory: {result['peak_memory_mb']:.0f} MB"]
+             "dense matmul peak: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in peaks.items())]
+    for p, entries in result["train"].items():
+        lines += ["", f"training step ({p})   tokens/s   ms/step   time ratio to VAE"]
+        for row, e in entries.items():
+            lines.append(f"  {row:<18} {e['tokens_per_s']:>9.0f} {e['step_ms']:>9.1f} {e['time_ratio_to_vae']:>10.2f}")
+        v = result["vae_step"][p]
+        paired = v["mfu_fp32_peak_paired"]
+        lines.append(f"  VAE step: {v['gflops']:.1f} GFLOP/s = MFU {100 * v['mfu_fp32_peak']:.1f}% of the fp32 peak, "
+                     f"{100 * v['mfu_bf16_peak']:.1f}% of the bf16 peak"
+                     + (f" ({100 * paired:.1f}% against the fp32 peak measured beside each pass, median)" if paired else ""))
+    lines += ["", f"padding waste of the training batches: {100 * result['padding_waste_train']:.1f}%"]
+    for p, ev in result["eval"].items():
+        lines.append(f"IW-NLL {p} ({ev['iw_samples']} samples): {ev['docs_per_s_batched']:.2f} docs/s batched vs "
+                     f"{ev['docs_per_s_one_document']:.2f} docs/s one document at a time in chunks of "
+                     f"{REFERENCE_CHUNK} -> speed-up {ev['iw_speedup']:.1f}x")
+    lines += ["", "part (forward / backward ms)" + "".join(f"   {p:>17}" for p in result["parts"])]
+    for part in bf16.TIMED_PARTS:
+        lines.append(f"  {part:<30}" + "".join(f"   {t[part]['forward_ms']:>7.2f} / {t[part]['backward_ms']:>7.2f}"
+                                              for t in result["parts"].values()))
+    if "speedup_bf16" in result:
+        speed = result["speedup_bf16"]
+        lines += ["", "bf16 speed-up: " + ", ".join(f"{row} step {x:.2f}x" for row, x in speed["train"].items())
+                  + f"; IW-NLL batched {speed['iw_nll_batched']:.2f}x"]
+    same = result["same_weights"]
+    if "difference" in same:
+        lines += ["", f"same weights, bf16 - fp32 under the same draws ({same['documents']} documents; "
+                      "|fp32 - fp32| under other draws in brackets):"]
+        lines += [f"  {k:<15} {d:+.4f}  [{same.get('noise', {}).get(k, float('nan')):.4f}]"
+                  for k, d in same["difference"].items()]
+    lines.append(f"peak memory: {result['peak_memory_mb']:.0f} MB")
     return "\n".join(lines)
 
 
@@ -281,6 +336,8 @@ def parse_args(argv=None):
     parser.add_argument("--eval-docs", type=int, default=None, help="documents of the batched IW timing")
     parser.add_argument("--methods", default=None,
                         help=f"comma-separated rows to time (default {','.join(METHODS)}); must include vae")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="comma-separated precisions to compare, side by side (default fp32,bf16)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
@@ -291,8 +348,11 @@ def main(argv=None) -> int:
         methods = split_list(args.methods)
         if methods and "vae" not in methods:
             raise UserError("--methods must include vae (every time ratio is relative to it)")
+        precisions = tuple(split_list(args.precisions) or ())
+        if not precisions or not set(precisions) <= set(models.PRECISIONS):
+            raise UserError(f"--precisions takes a comma-separated list of {', '.join(models.PRECISIONS)}")
         result = measure(args.profile, args.device, args.data_dir, args.cache_dir, args.steps, args.eval_docs,
-                         methods)
+                         methods, precisions)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -173,9 +173,17 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
     result = {**score(model, corpus, config, device), **model.state_summary(), "train_seconds": train_seconds,
               "statistics_seconds": statistics_seconds, "epochs": trainer.epoch,
               "best_epoch": trainer.best_epoch, "device": str(device), "versions": library_versions(),
+              "bf16_parts": bf16_parts_run(config, device),
               "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
               "profile": config.profile.name, "seed": config.seed}
     return result, history
+
+
+def bf16_parts_run(config: RunConfig, device) -> list[str]:
+    """The parts of the networks that ran in bfloat16 (models/networks.py ``bf16_parts``)."""
+    if config.profile.precision != "bf16":
+        return []
+    return sorted(models.bf16_parts(torch.device(device).type))
 
 
 def score(model, corpus: data.Corpus, config: RunConfig, device) -> dict:

@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 
 from .base import Hyperparameters, LossTerms, TextVAE, TrainingProgress
-from .networks import Architecture
+from .networks import PRECISIONS, Architecture, bf16_parts
 from .registry import METHODS, build, describe, hyperparameters, method
 
 INFRASTRUCTURE = {"base", "errors", "gaussian", "networks", "registry", "variants"}
@@ -18,5 +18,5 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module not in INFRASTRUCTURE and not _module.startswith("_"):
         importlib.import_module(f"{__name__}.{_module}")  # each method module registers itself
 
-__all__ = ["Architecture", "Hyperparameters", "LossTerms", "METHODS", "TextVAE", "TrainingProgress",
-           "build", "describe", "hyperparameters", "method"]
+__all__ = ["PRECISIONS", "Architecture", "Hyperparameters", "LossTerms", "METHODS", "TextVAE", "TrainingProgress",
+           "bf16_parts", "build", "describe", "hyperparameters", "method"]

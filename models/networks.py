@@ -5,10 +5,18 @@ the mean and log-variance of a diagonal Gaussian. Decoder: 1-layer LSTM whose
 input at every step is the previous word's embedding concatenated with z; z
 also sets the initial cell state through a linear map (initial hidden =
 tanh(cell)); dropout on the input embeddings and on the outputs; linear (no
-bias) to the vocabulary. Sizes and initialisation come from the profile.
+bias) to the vocabulary. Sizes, initialisation and numeric precision come from
+the profile.
+
+Precision ``bf16`` runs the parts that ``bf16_parts`` names for the device under
+``torch.autocast`` (bfloat16 matmuls with float32 accumulation); weights, their
+gradients and the optimiser state stay float32, and every part hands float32 on,
+so log-likelihoods, KLs, logsumexps and MI accumulate in float32.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +40,43 @@ class Architecture:
     init: str = "uniform"  # "uniform": He et al.'s U(-0.01, 0.01) / embeddings U(-0.1, 0.1); "default": PyTorch's
     init_range: float = 0.01
     emb_init_range: float = 0.1
+    precision: str = "fp32"  # "fp32" or "bf16" (BF16_PARTS)
+
+
+PRECISIONS = ("fp32", "bf16")
+PARTS = ("encoder_lstm", "decoder_lstm", "output")  # output: the output projection; its log-softmax stays float32
+CUDNN_BF16_RNN = 91300  # cuDNN's RNN takes bfloat16 from 9.13 on (pytorch/pytorch#164411)
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_parts(device_type: str) -> frozenset[str]:
+    """The parts that bfloat16 makes faster on a device of ``device_type`` ("cpu", "cuda"): what
+    ``precision = "bf16"`` runs in bfloat16.
+
+    CPU: every part where the CPU has AMX; measured forward and backward by ``python -m
+    benchmarks.perf`` at the quick and the paper sizes (docs/performance.md, "bfloat16"). Without
+    AMX, none (not measured; bfloat16 may be emulated there). CUDA: the output layer on tensor
+    cores, and the LSTMs where cuDNN's RNN takes bfloat16 (not measured in this project yet).
+    """
+    if device_type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        return frozenset(PARTS) if amx else frozenset()
+    if device_type == "cuda":
+        rnn = torch.backends.cudnn.is_available() and torch.backends.cudnn.version() >= CUDNN_BF16_RNN
+        return frozenset(PARTS) if rnn else frozenset({"output"})
+    return frozenset()
+
+
+def widened(tensor: torch.Tensor) -> torch.Tensor:
+    """A part's bfloat16 output as float32 (anything else as it is: float64 test models stay float64)."""
+    return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
+
+
+def in_precision(arch: Architecture, part: str, device: torch.device):
+    """The autocast context of one part: bfloat16 where the profile asks for it and the device gains."""
+    if arch.precision != "bf16" or part not in bf16_parts(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def initialise(module: nn.Module, embedding: nn.Embedding, arch: Architecture) -> None:
@@ -73,10 +118,13 @@ class LSTMEncoder(nn.Module):
         self.embed = nn.Embedding(arch.vocab_size, arch.emb_dim)
         self.lstm = nn.LSTM(arch.emb_dim, arch.enc_hidden, batch_first=True)
         self.to_gaussian = nn.Linear(arch.enc_hidden, 2 * arch.nz, bias=False)
+        self.arch = arch
         initialise(self, self.embed, arch)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> DiagonalGaussian:
-        outputs, _ = self.lstm(self.embed(tokens))
+        with in_precision(self.arch, "encoder_lstm", tokens.device):
+            outputs, _ = self.lstm(self.embed(tokens))
+        outputs = widened(outputs)
         mu, logvar = self.to_gaussian(last_states(outputs, lengths)).chunk(2, dim=-1)
         return DiagonalGaussian(mu, logvar)
 
@@ -93,6 +141,7 @@ class LSTMDecoder(nn.Module):
         self.lstm = nn.LSTM(arch.emb_dim + self.nz, arch.dec_hidden, batch_first=True)
         self.z_to_cell = nn.Linear(self.nz, arch.dec_hidden, bias=False) if self.nz else None
         self.output = nn.Linear(arch.dec_hidden, arch.vocab_size, bias=False)
+        self.arch = arch
         initialise(self, self.embed, arch)
 
     def initial_state(self, z: torch.Tensor | None, batch: int):
@@ -108,15 +157,22 @@ class LSTMDecoder(nn.Module):
             emb = torch.cat([emb, z.unsqueeze(1).expand(-1, inputs.shape[1], -1)], dim=-1)
         if state is None:
             state = self.initial_state(z, inputs.shape[0])
-        outputs, state = self.lstm(emb, state)
-        return self.dropout_out(outputs), state
+        with in_precision(self.arch, "decoder_lstm", inputs.device):
+            outputs, state = self.lstm(emb, state)
+        return self.dropout_out(widened(outputs)), tuple(widened(s) for s in state)
 
     def project(self, hidden: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """Output layer: hidden states [N, T, H] (z [N, nz]) -> logits [N, T, V]."""
         return self.output(hidden)
 
+    def logits_float32(self, hidden: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """``project`` in the profile's precision, as float32 logits (the log-softmax's input)."""
+        with in_precision(self.arch, "output", hidden.device):
+            logits = self.project(hidden, z)
+        return widened(logits)
+
     def logits(self, inputs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        return self.project(self.hidden_states(inputs, z)[0], z)
+        return self.logits_float32(self.hidden_states(inputs, z)[0], z)
 
     def log_likelihood(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """log p(x | z) summed over the predicted words (every token after <s>).
@@ -134,7 +190,7 @@ class LSTMDecoder(nn.Module):
         rows = logits_block_rows(hidden.shape[-1], self.output.out_features)
         if rows and not torch.is_grad_enabled() and hidden.device.type == "cpu":
             return -self.nll_in_blocks(hidden, targets, mask, flat_z, rows).view(batch, samples)
-        logits = self.project(hidden, flat_z)
+        logits = self.logits_float32(hidden, flat_z)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
         return -(nll.view(batch * samples, steps - 1) * mask).sum(-1).view(batch, samples)
 
@@ -154,7 +210,7 @@ class LSTMDecoder(nn.Module):
         targets = targets.reshape(-1).index_select(0, positions)
         z = None if z is None else z.index_select(0, sequence)
         nll = torch.cat([
-            F.cross_entropy(self.project(hidden[s:s + rows], None if z is None else z[s:s + rows]).squeeze(1),
+            F.cross_entropy(self.logits_float32(hidden[s:s + rows], None if z is None else z[s:s + rows]).squeeze(1),
                             targets[s:s + rows], reduction="none")
             for s in range(0, len(positions), rows)])
         return torch.zeros(mask.shape[0], dtype=nll.dtype, device=nll.device).index_add_(0, sequence, nll)
@@ -169,7 +225,7 @@ class LSTMDecoder(nn.Module):
         state, finished, out = None, torch.zeros(count, dtype=torch.bool, device=device), []
         for _ in range(max_len):
             hidden, state = self.hidden_states(token, z, state)
-            logits = self.project(hidden, z)[:, -1]
+            logits = self.logits_float32(hidden, z)[:, -1]
             token = logits.argmax(-1, keepdim=True) if greedy else torch.multinomial(logits.softmax(-1), 1)
             out.append(token.squeeze(1))
             finished |= token.squeeze(1) == eos

@@ -9,32 +9,49 @@ import models
 from models.networks import logits_block_rows
 from benchmarks.train import TIMING_KEYS
 from benchmarks import metrics, perf
+from benchmarks import precision as bf16
 from benchmarks.config import resolve
 from benchmarks.store import read_json
 from benchmarks.train import load_data, loader, train_run
 
 
-def test_perf_benchmark_writes_every_figure(tmp_path, data_dir):
+def test_perf_benchmark_writes_every_figure_for_both_precisions(tmp_path, data_dir):
     out = tmp_path / "perf.json"
     assert perf.main(["--profile", "smoke", "--data-dir", str(data_dir), "--steps", "1", "--eval-docs", "8",
                       "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["train"]) == set(perf.METHODS)
-    assert all(e["tokens_per_s"] > 0 and e["time_ratio_to_vae"] > 0 for e in result["train"].values())
-    assert result["train"]["vae"]["time_ratio_to_vae"] == 1.0
-    assert 0 < result["vae_step_mfu"] < 1 and result["matmul_peak_gflops"] > 0  # no step beats the matmul peak
-    assert len(result["matmul_peak_gflops_per_pass"]) == len(result["train"]["vae"]["pass_step_ms"]) == 5
-    assert 0 < result["vae_step_mfu_paired"] < 1
-    assert result["eval"]["iw_speedup"] > 0 and 0 <= result["padding_waste_train"] < 1
+    assert result["precisions"] == ["fp32", "bf16"] and set(result["train"]) == {"fp32", "bf16"}
+    for precision, entries in result["train"].items():
+        assert set(entries) == set(perf.METHODS)
+        assert all(e["tokens_per_s"] > 0 and e["time_ratio_to_vae"] > 0 for e in entries.values())
+        assert entries["vae"]["time_ratio_to_vae"] == 1.0
+        step = result["vae_step"][precision]
+        # no step beats a matmul peak
+        assert 0 < step["mfu_bf16_peak"] and 0 < step["mfu_fp32_peak"] < 1 and 0 < step["mfu_fp32_peak_paired"] < 1
+        assert result["eval"][precision]["iw_speedup"] > 0
+    assert all(result["matmul_peak_gflops"][p] > 0 for p in ("fp32", "bf16"))
+    assert len(result["matmul_peak_gflops_per_pass"]) == len(result["train"]["fp32"]["vae"]["pass_step_ms"]) == 5
+    assert 0 <= result["padding_waste_train"] < 1
+    for precision in ("fp32", "bf16"):
+        assert set(result["parts"][precision]) == set(bf16.TIMED_PARTS)
+        assert all(t["forward_ms"] > 0 and t["backward_ms"] > 0 for t in result["parts"][precision].values())
+    assert set(result["speedup_bf16"]["train"]) == set(perf.METHODS) and result["speedup_bf16"]["iw_nll_batched"] > 0
+    same = result["same_weights"]
+    assert set(same["difference"]) >= {"nll", "kl", "mi", "au"} and same["documents"] == 8
+    assert abs(same["difference"]["nll"]) < 0.1 and same["difference"]["au"] == 0
 
 
-def test_perf_times_the_named_methods_only(tmp_path, data_dir, capsys):
+def test_perf_times_the_named_methods_and_precisions_only(tmp_path, data_dir, capsys):
     out = tmp_path / "perf.json"
     assert perf.main(["--profile", "smoke", "--data-dir", str(data_dir), "--steps", "1", "--eval-docs", "4",
-                      "--methods", "vae,scale_vae(0.7,1)", "--json", str(out)]) == 0
-    assert set(json.loads(out.read_text())["train"]) == {"vae", "scale_vae(0.7,1)"}
+                      "--methods", "vae,scale_vae(0.7,1)", "--precisions", "fp32", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["train"]) == {"fp32"} and set(result["train"]["fp32"]) == {"vae", "scale_vae(0.7,1)"}
+    assert "speedup_bf16" not in result and "difference" not in result["same_weights"]
     assert perf.main(["--profile", "smoke", "--data-dir", str(data_dir), "--methods", "bn_vae(0.6)"]) == 2
     assert "must include vae" in capsys.readouterr().err
+    assert perf.main(["--profile", "smoke", "--data-dir", str(data_dir), "--precisions", "fp16"]) == 2
+    assert "--precisions" in capsys.readouterr().err
 
 
 @pytest.fixture

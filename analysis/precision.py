@@ -1,0 +1,141 @@
+"""The precision check of the ``precision`` experiment: float32 against bfloat16 (issue 15).
+
+- ``trained``: the same rows trained in both precisions over the same seeds; per
+  row and metric, the mean and standard deviation of each precision, their
+  difference and Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``).
+  A difference it finds at p < 0.05 is flagged; with 5 seeds a test this small
+  only finds large effects, which is why ``same_weights`` exists.
+- ``same_weights``: every float32 run's best model scored again in bfloat16 under
+  the run's own evaluation seed, i.e. the same draws: per run, bf16 - fp32 of
+  each metric (cached as ``precision_check.json`` in the run's directory).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from analysis.collect import finished
+from benchmarks import precision
+from benchmarks.errors import UserError
+from benchmarks.metrics import METRICS_VERSION
+from benchmarks.store import read_json, write_json
+from benchmarks.train import load_trained, loader
+
+EXPERIMENT = "precision"
+METRICS = ["nll", "nll_unit_prior", "kl", "mi", "mi_unscaled", "au", "train_seconds"]
+ALPHA = 0.05
+CACHE = "precision_check.json"
+
+
+def precision_of(setting: str) -> str:
+    return setting.split("precision=", 1)[1].split(",")[0] if "precision=" in setting else ""
+
+
+def trained(runs: pd.DataFrame) -> pd.DataFrame:
+    """One line per (dataset, row, metric): n, mean and std per precision, bf16 - fp32, Welch's t and p."""
+    done = finished(runs, EXPERIMENT).assign(precision=lambda f: f["setting"].map(precision_of))
+    lines = []
+    for (dataset, row), group in done.groupby(["dataset", "row"], sort=False):
+        low, high = (group[group["precision"] == p] for p in ("fp32", "bf16"))
+        for metric in METRICS:
+            a, b = low[metric].dropna(), high[metric].dropna()
+            line = {"dataset": dataset, "row": row, "metric": metric, "n_fp32": len(a), "n_bf16": len(b),
+                    "fp32_mean": a.mean(), "fp32_std": a.std(), "bf16_mean": b.mean(), "bf16_std": b.std(),
+                    "difference": b.mean() - a.mean(), "t": float("nan"), "p": float("nan")}
+            if len(a) >= 2 and len(b) >= 2 and (a.std() > 0 or b.std() > 0):
+                test = stats.ttest_ind(b, a, equal_var=False)
+                line["t"], line["p"] = float(test.statistic), float(test.pvalue)
+            line["significant"] = bool(line["p"] < ALPHA)
+            lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def same_weights_of_run(run_dir, data_dir=None, cache_dir=None) -> dict:
+    """bf16 - fp32 of a float32 run's metrics on its own weights and evaluation draws (cached)."""
+    cache = Path(run_dir) / CACHE
+    cached = read_json(cache, warn=False)
+    if cached and cached.get("metrics_version") == METRICS_VERSION:
+        return cached
+    model, corpus, config = load_trained(run_dir, data_dir=data_dir, cache_dir=cache_dir, device="cpu")
+    batches = list(loader(corpus, "test", config, "cpu", False))
+    scores = {}
+    for p in ("fp32", "bf16"):  # under the run's own evaluation draws (benchmarks.train.score)
+        scores[p], _ = precision.evaluate(precision.with_precision(model, p).eval(), batches, config.profile,
+                                          config.seed + 1)
+    result = {"metrics_version": METRICS_VERSION, "documents": scores["fp32"]["documents"],
+              "difference": {k: scores["bf16"][k] - scores["fp32"][k]
+                             for k in precision.COMPARED if scores["fp32"].get(k) is not None},
+              "fp32": {k: scores["fp32"][k] for k in precision.COMPARED if scores["fp32"].get(k) is not None}}
+    write_json(cache, result)
+    return result
+
+
+def same_weights(runs: pd.DataFrame, data_dir=None, cache_dir=None) -> pd.DataFrame:
+    """One line per finished float32 run of the experiment: bf16 - fp32 of each metric."""
+    done = finished(runs, EXPERIMENT)
+    lines = []
+    for run in done[done["setting"].map(precision_of) == "fp32"].itertuples():
+        try:
+            checked = same_weights_of_run(run.run_dir, data_dir, cache_dir)
+        except (UserError, OSError, RuntimeError, ValueError) as error:
+            print(f"warning: {run.run_id}: {error}; left out of the same-weights check", file=sys.stderr)
+            continue
+        lines.append({"dataset": run.dataset, "row": run.row, "seed": run.seed,
+                      **{f"d_{k}": v for k, v in checked["difference"].items()}})
+    return pd.DataFrame(lines)
+
+
+def number(value: float, digits: int = 2) -> str:
+    return "—" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def markdown(comparison: pd.DataFrame, weights: pd.DataFrame) -> str:
+    """The two tables as Markdown, with what they say in one line each."""
+    if comparison.empty:
+        return "No finished run of the precision experiment (python -m benchmarks.run --only precision).\n"
+    lines = ["## Trained in float32 and in bfloat16 (Welch's t-test per metric)", "",
+             "| dataset | row | metric | fp32 (n) | bf16 (n) | bf16 - fp32 | p |", "|---|---|---|---|---|---|---|"]
+    for r in comparison.itertuples():
+        flag = " **(p < 0.05)**" if r.significant else ""
+        lines.append(f"| {r.dataset} | {r.row} | {r.metric} | {number(r.fp32_mean)} ± {number(r.fp32_std)} "
+                     f"({r.n_fp32}) | {number(r.bf16_mean)} ± {number(r.bf16_std)} ({r.n_bf16}) | "
+                     f"{number(r.difference, 3)} | {number(r.p, 3)}{flag} |")
+    found = comparison[comparison["significant"] & (comparison["metric"] != "train_seconds")]
+    lines += ["", f"Differences in a metric found at p < {ALPHA}: {len(found)} of "
+                  f"{int((comparison['metric'] != 'train_seconds').sum())} (train_seconds is the speed, not a metric)."]
+    if not weights.empty:
+        columns = [c for c in weights.columns if c.startswith("d_")]
+        lines += ["", "## The same weights evaluated in both precisions (bf16 - fp32, same draws)", "",
+                  "| dataset | row | runs | " + " | ".join(c[2:] for c in columns) + " |",
+                  "|---|---|---|" + "---|" * len(columns)]
+        for (dataset, row), group in weights.groupby(["dataset", "row"], sort=False):
+            cells = [f"{group[c].mean():+.4f} (max abs {group[c].abs().max():.4f})" for c in columns]
+            lines.append(f"| {dataset} | {row} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(runs: pd.DataFrame, out: Path, data_dir=None, cache_dir=None) -> Path | None:
+    """``precision.md`` and ``precision.csv`` beside the tables when the experiment has finished runs."""
+    if finished(runs, EXPERIMENT).empty:
+        return None
+    comparison = trained(runs)
+    weights = same_weights(runs, data_dir, cache_dir)
+    comparison.to_csv(out / "precision.csv", index=False)
+    if not weights.empty:
+        weights.to_csv(out / "precision_same_weights.csv", index=False)
+    path = out / "precision.md"
+    path.write_text(markdown(comparison, weights), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":  # python -m analysis.precision RESULTS_DIR
+    from analysis import collect
+    results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
+    frame = collect.collect(results, collect.infer_profile(results))
+    table = trained(frame)
+    print(markdown(table, same_weights(frame)))
+    print(json.dumps({"significant": int(table["significant"].sum())}))
