@@ -24,7 +24,7 @@ from benchmarks.store import DONE, FAILED, RunStore, read_json  # noqa: E402
 
 METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "mi_unscaled", "mi_batch", "mi_ceiling", "au_scaled",
                "elbo", "elbo_unit_prior", "training_elbo", "ppl", "f_mean", "train_seconds", "statistics_seconds",
-               "eval_seconds", "epochs", "best_epoch", "metrics_version"]
+               "eval_seconds", "epochs", "best_epoch", "capped", "metrics_version"]
 
 
 def infer_profile(results_dir: Path) -> str:

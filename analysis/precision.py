@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -108,7 +107,7 @@ def markdown(comparison: pd.DataFrame, weights: pd.DataFrame) -> str:
     lines += ["", f"Differences in a metric found at p < {ALPHA}: {len(found)} of "
                   f"{int((comparison['metric'] != 'train_seconds').sum())} (train_seconds is the speed, not a metric)."]
     if not weights.empty:
-        columns = [c for c in weights.columns if c.startswith("d_")]
+        columns = [f"d_{k}" for k in precision.COMPARED if f"d_{k}" in weights]
         lines += ["", "## The same weights evaluated in both precisions (bf16 - fp32, same draws)", "",
                   "| dataset | row | runs | " + " | ".join(c[2:] for c in columns) + " |",
                   "|---|---|---|" + "---|" * len(columns)]
@@ -132,10 +131,29 @@ def write(runs: pd.DataFrame, out: Path, data_dir=None, cache_dir=None) -> Path 
     return path
 
 
-if __name__ == "__main__":  # python -m analysis.precision RESULTS_DIR
+def main(argv=None) -> int:
+    import argparse
+
     from analysis import collect
-    results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
-    frame = collect.collect(results, collect.infer_profile(results))
-    table = trained(frame)
-    print(markdown(table, same_weights(frame)))
-    print(json.dumps({"significant": int(table["significant"].sum())}))
+    parser = argparse.ArgumentParser(prog="python -m analysis.precision", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="results", help="results directory (with runs/)")
+    parser.add_argument("--out", default=None, help="also write precision.md and the CSVs here")
+    parser.add_argument("--profile", default=None, help="default: the one most runs used")
+    args = parser.parse_args(argv)
+    try:
+        results = Path(args.results)
+        frame = collect.collect(results, args.profile or collect.infer_profile(results))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            path = write(frame, Path(args.out))
+            print(path.read_text(encoding="utf-8") if path else markdown(pd.DataFrame(), pd.DataFrame()))
+        else:
+            print(markdown(trained(frame), same_weights(frame)))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

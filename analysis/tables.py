@@ -2,7 +2,8 @@
 
 A ``Table`` holds, per (row, column), the values of every finished seed; the
 renderers turn them into mean (± std) cells, bold the best value of each
-column, mark cells with fewer seeds than planned, and show runs that are not
+column, mark cells with fewer seeds than planned (†) and cells a run of which
+the epoch cap ended (‡), and show runs that are not
 there as "—" (never dropped) and runs that failed as "failed".
 """
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Table:
     values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # per finished seed
     planned: dict[tuple[str, str], int] = field(default_factory=dict)  # seeds planned per cell
     failed: dict[tuple[str, str], int] = field(default_factory=dict)  # failed seeds per cell
+    capped: dict[tuple[str, str], int] = field(default_factory=dict)  # finished seeds the epoch cap ended
     notes: list[str] = field(default_factory=list)
     transpose: bool = False  # LaTeX: models as columns (Table 5's layout)
     ceilings: dict[str, float] = field(default_factory=dict)  # column -> the largest value its estimator can give
@@ -118,6 +120,8 @@ def fill(table: Table, runs: pd.DataFrame, column_of: dict[str, tuple[str, str]]
             table.values[(row, key)] = transform(values, row, key) if transform else values
             table.planned[(row, key)] = len(group)
             table.failed[(row, key)] = int((group["status"] == "failed").sum())
+            if "capped" in done:
+                table.capped[(row, key)] = int((pd.to_numeric(done["capped"], errors="coerce") == 1).sum())
     table.labels.update({r: (row_title(r),) for r in table.rows if r not in table.labels})
     return table
 
@@ -355,7 +359,7 @@ def paper_values(name: str) -> dict[tuple[str, str], float]:
 
 # ---------------------------------------------------------------------------------------------- rendering
 
-LATEX_SYMBOLS = {"β": r"$\beta$", "δ": r"$\delta$", "☆": r"$^\star$", "±": r"$\pm$", "—": "---", "_": r"\_",
+LATEX_SYMBOLS = {"†": r"$^\dagger$", "‡": r"$^\ddagger$", "β": r"$\beta$", "δ": r"$\delta$", "☆": r"$^\star$", "±": r"$\pm$", "—": "---", "_": r"\_",
                  "&": r"\&", "%": r"\%", "#": r"\#", "->": r"$\to$", "|": r"$\mid$"}
 
 
@@ -377,6 +381,8 @@ def format_cell(table: Table, row: str, column: Column, with_std: bool, bold: bo
         text = f"\\textbf{{{text}}}"
     if values.size < planned:
         text += r"$^\dagger$" if latex else "†"
+    if table.capped.get((row, column.key), 0):
+        text += r"$^\ddagger$" if latex else "‡"
     return text
 
 
@@ -384,6 +390,9 @@ def footnotes(table: Table) -> list[str]:
     notes = list(table.notes)
     if any(0 < table.cell(*key).size < n for key, n in table.planned.items()):  # the cells marked †
         notes.append("† fewer finished seeds than planned (missing runs are not yet trained or failed).")
+    if any(table.capped.values()):
+        notes.append("‡ the epoch cap, not the protocol's stopping rule, ended at least one of its runs "
+                     "(stopped_by in metrics.json).")
     return notes
 
 

@@ -15,6 +15,11 @@ from models.registry import coerce
 from .errors import UserError
 
 PROFILES_FILE = Path(__file__).with_name("profiles.toml")
+LINEAGES = ("he2019", "shen2021")  # the protocol's two code lineages (docs/protocol-and-metrics.md, "Lineages")
+LINEAGE_TABLE = "lineages"  # [lineages.NAME] in profiles.toml: the values a lineage sets
+# Profile fields added after runs were stored, with the value every earlier run had: a configuration
+# without the field means that value, and a run at that value keeps the id it had before the field.
+LATER_FIELDS = {"precision": "fp32", "lineage": "he2019", "min_train_batch": 0, "valid_iw_samples": 0}
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Profile:
     dropout_in: float
     dropout_out: float
     init: str
+    lineage: str
     precision: str
     optimizer: str
     lr: float
@@ -49,7 +55,9 @@ class Profile:
     decay_factor: float
     max_decays: int
     decay_min_epoch: int
+    min_train_batch: int
     iw_samples: int
+    valid_iw_samples: int
     eval_batch_size: int
     eval_memory_mb: int
 
@@ -57,9 +65,12 @@ class Profile:
         checks = [
             (self.optimizer in ("sgd", "adam"), "optimizer must be 'sgd' or 'adam'"),
             (self.init in ("uniform", "default"), "init must be 'uniform' or 'default'"),
+            (self.lineage in LINEAGES, f"lineage must be one of {', '.join(LINEAGES)}"),
+            (0 <= self.min_train_batch <= self.batch_size,
+             "min_train_batch must be in [0, batch_size] (0 = train on every batch)"),
             (self.precision in models.PRECISIONS, f"precision must be one of {', '.join(models.PRECISIONS)}"),
-            (self.batching in ("length", "random", "resplit", "by_label"),
-             "batching must be one of length, random, resplit, by_label"),
+            (self.batching in ("length", "equal_length", "random", "resplit", "by_label"),
+             "batching must be one of length, equal_length, random, resplit, by_label"),
             (min(self.max_len, self.vocab_size, self.train_docs, self.valid_docs, self.test_docs) >= 0,
              "max_len, vocab_size and *_docs must be >= 0 (0 = no limit)"),
             (self.vocab_size == 0 or self.vocab_size > 4, "vocab_size must exceed the 4 special tokens"),
@@ -72,6 +83,7 @@ class Profile:
             (0 < self.decay_factor < 1 and self.decay_patience >= 1 and self.max_decays >= 0,
              "decay_factor must be in (0, 1), decay_patience >= 1, max_decays >= 0"),
             (self.iw_samples >= 1 and self.eval_memory_mb >= 1, "iw_samples and eval_memory_mb must be >= 1"),
+            (self.valid_iw_samples >= 0, "valid_iw_samples must be >= 0 (0 = no validation IW-NLL per epoch)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -80,7 +92,8 @@ class Profile:
     def architecture(self, vocab_size: int) -> models.Architecture:
         return models.Architecture(vocab_size=vocab_size, emb_dim=self.emb_dim, enc_hidden=self.enc_hidden,
                                    dec_hidden=self.dec_hidden, nz=self.nz, dropout_in=self.dropout_in,
-                                   dropout_out=self.dropout_out, init=self.init, precision=self.precision)
+                                   dropout_out=self.dropout_out, init=self.init, precision=self.precision,
+                                   lineage=self.lineage)
 
     def limit(self, field: str) -> int | None:
         """A cap of the data section (0 in the file means no limit)."""
@@ -93,14 +106,20 @@ def profile_fields() -> dict[str, str]:
 
 def available_profiles() -> list[str]:
     with open(PROFILES_FILE, "rb") as fh:
-        return list(tomllib.load(fh))
+        return [name for name in tomllib.load(fh) if name != LINEAGE_TABLE]
+
+
+def lineage_values(lineage: str) -> dict:
+    """The profile values that ``lineage`` sets over a profile's own ([lineages.NAME]; he2019: none)."""
+    with open(PROFILES_FILE, "rb") as fh:
+        return dict(tomllib.load(fh).get(LINEAGE_TABLE, {}).get(lineage, {}))
 
 
 def _profile_table(name: str) -> dict:
     with open(PROFILES_FILE, "rb") as fh:
         table = tomllib.load(fh)
-    if name not in table:
-        raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(table)}")
+    if name not in table or name == LINEAGE_TABLE:
+        raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(available_profiles())}")
     return table[name]
 
 
@@ -115,8 +134,16 @@ def method_defaults(profile: str, method: str) -> dict:
 
 
 def load_profile(name: str, overrides: dict[str, object] | None = None) -> Profile:
-    """The named profile of profiles.toml with ``overrides`` applied (strings are parsed)."""
+    """The named profile of profiles.toml with ``overrides`` applied (strings are parsed).
+
+    The profile's ``lineage`` (or an overriding one) sets its values over the profile's own
+    (``[lineages.NAME]``); ``overrides`` win over both.
+    """
     values = {k: v for k, v in _profile_table(name).items() if k != "methods"}
+    lineage = str((overrides or {}).get("lineage", values.get("lineage", "he2019")))
+    if lineage not in LINEAGES:
+        raise UserError(f"profile {name!r}: lineage must be one of {', '.join(LINEAGES)}, got {lineage!r}")
+    values.update(lineage_values(lineage))
     fields = profile_fields()
     for key, value in (overrides or {}).items():
         if key not in fields:
@@ -169,7 +196,8 @@ class RunConfig:
     def from_json(cls, value: dict) -> "RunConfig":
         profile = value["profile"]
         overrides = {k: v for k, v in profile.items() if k not in ("name", "description")}
-        overrides.setdefault("precision", "fp32")  # written before the field existed: float32, whatever the default now
+        for field, old in LATER_FIELDS.items():  # written before the field existed: its value then
+            overrides.setdefault(field, old)
         return cls(value["model"], value["hyperparameters"], value["dataset"],
                    load_profile(profile["name"], overrides), value["seed"], value.get("family"))
 
@@ -177,8 +205,9 @@ class RunConfig:
     def run_id(self) -> str:
         identity = dict(self.to_json())
         identity["profile"] = {k: v for k, v in identity["profile"].items() if k != "description"}
-        if identity["profile"].get("precision") == "fp32":  # float32 runs keep the ids they had before the field
-            del identity["profile"]["precision"]
+        for field, old in LATER_FIELDS.items():  # runs at a later field's old value keep the ids they had
+            if identity["profile"].get(field) == old:
+                del identity["profile"][field]
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         dataset = Path(self.dataset).name if ("/" in self.dataset or "\\" in self.dataset) else self.dataset
         return f"{dataset}-{self.model}-{self.profile.name}-s{self.seed}-{digest}"

@@ -8,7 +8,7 @@ objective at KL weight 1). The best-validation model is kept. When the
 validation loss has not improved for ``decay_patience`` epochs (and the epoch
 is at least ``decay_min_epoch``), the best model is reloaded and the learning
 rate multiplied by ``decay_factor``; training stops after ``max_decays`` decays
-or ``max_epochs`` epochs. All numbers come from the profile.
+or ``max_epochs`` epochs, and ``stop_reason`` says which. All numbers come from the profile.
 
 With a checkpoint path, the whole training state (model, optimisers, schedule
 and decay counters, best model, history, every RNG, the data loader's position,
@@ -153,6 +153,8 @@ class Trainer:
         docs = 0
         self.nonfinite_steps = torch.zeros((), dtype=torch.long)
         for batch in self.train_batches:
+            if batch.size < self.profile.min_train_batch:  # the shen2021 lineage skips small batches
+                continue
             self.kl_weight = self.model.kl_weight(self.progress())
             terms = self.model.training_step(batch, self)
             loss_sum = loss_sum + terms.loss.detach() * batch.size
@@ -186,13 +188,17 @@ class Trainer:
             kl += terms.kl.sum().item()
             docs += batch.size
         record = {"valid_loss": (rec + kl) / docs, "valid_rec": rec / docs, "valid_kl": kl / docs}
-        if self.model.has_latent:
-            # The metrics draw their own samples; forking the RNG keeps training's random stream the same
-            # whatever they draw, so changing a metric's definition never changes what is trained.
-            device = next(self.model.parameters()).device
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        # The metrics draw their own samples; forking the RNG keeps training's random stream the same
+        # whatever they draw, so changing a metric's definition never changes what is trained.
+        device = next(self.model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if self.model.has_latent:
                 stats = metrics.latent_statistics(self.model, self.valid_batches)
-            record.update(valid_mi=stats["mi"], valid_mi_batch=stats["mi_batch"], valid_au=stats["au"])
+                record.update(valid_mi=stats["mi"], valid_mi_batch=stats["mi_batch"], valid_au=stats["au"])
+            if self.profile.valid_iw_samples:  # the IW-NLL per epoch (a study's curves; off by default)
+                scores = metrics.likelihood_statistics(self.model, self.valid_batches, self.profile.valid_iw_samples,
+                                                       self.profile.eval_memory_mb)
+                record.update(valid_nll=scores["nll"], valid_nll_unit_prior=scores["nll_unit_prior"])
         return record
 
     def end_of_epoch(self, valid_loss: float) -> bool:
@@ -234,6 +240,11 @@ class Trainer:
                 self.save_checkpoint(checkpoint)
         self.model.load_state_dict(self.best_state)
         return self.history
+
+    @property
+    def stop_reason(self) -> str:
+        """Why ``fit`` ended: "max_decays" (the protocol's own stopping rule) or "max_epochs" (the cap)."""
+        return "max_decays" if self.stopped else "max_epochs"
 
 
 def format_epoch(record: dict) -> str:

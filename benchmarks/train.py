@@ -32,7 +32,7 @@ import models
 from . import data, files, metrics
 from .config import RunConfig, resolve
 from .errors import UserError
-from .protocol import Trainer
+from .protocol import Trainer, TrainingDiverged
 from .store import CORRUPT, DONE, FAILED, RunStore, read_json, write_json
 
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -82,6 +82,13 @@ def write_history(path: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(fh, columns)
         writer.writeheader()
         writer.writerows(history)
+
+
+def write_records(workdir: Path, history: list[dict], traces: dict[str, list[dict]]) -> None:
+    """``history.csv`` and the method's traces (Scale-VAE's ``factor_trace.csv``), where there are any."""
+    for name, rows in {"history": history, **traces}.items():
+        if rows:
+            write_history(workdir / f"{name}.csv", rows)
 
 
 def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_dir=None, device=None,
@@ -134,26 +141,28 @@ def _train_locked(config: RunConfig, store: RunStore, data_dir, cache_dir, devic
                 raise
             write_json(workdir / "config.json", config.to_json())
             try:
-                result, history = fit_and_evaluate(config, corpus, device, workdir, both)
+                result, history, traces = fit_and_evaluate(config, corpus, device, workdir, both)
             except (KeyboardInterrupt, SystemExit):
                 raise  # keep the partial directory: the next attempt resumes from last.pt
             except Exception as error:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
                 if isinstance(error, OSError) and error.errno in DISK_ERRORS:
                     raise  # the machine's fault, not the run's: keep the checkpoint, say so in one line
                 both(f"FAILED: {type(error).__name__}: {error}")
+                write_records(workdir, *getattr(error, "records", ([], {})))  # how far it got, and why
                 write_json(workdir / "failed.json", {"reason": f"{type(error).__name__}: {error}",
                                                      "epoch": getattr(error, "epoch", None),
                                                      "run_id": config.run_id})
                 return store.publish(config.run_id), FAILED
-            write_history(workdir / "history.csv", history)
+            write_records(workdir, history, traces)
             write_json(workdir / "metrics.json", result)
             both("test: " + " ".join(f"{k}={result[k]:.4g}" for k in METRIC_KEYS if result.get(k) is not None)
                  + f" train {result['train_seconds']:.0f}s eval {result['eval_seconds']:.0f}s")
         return store.publish(config.run_id), DONE
 
 
-def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> tuple[dict, list[dict]]:
-    """The run itself: train under the protocol (resuming from workdir/last.pt), then evaluate."""
+def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> tuple[dict, list[dict], dict]:
+    """The run itself: train under the protocol (resuming from workdir/last.pt), then evaluate.
+    Returns the metrics, the per-epoch history and the method's traces ({name: rows})."""
     log(f"{config.run_id}: {corpus.description}; vocabulary {len(corpus.vocab)}, "
         f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} documents, device {device}")
     # Denormal floats (a collapsing posterior's gradients hold them) are slow on CPUs: VAE's
@@ -164,7 +173,11 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
                          **config.hyperparameters).to(device)
     trainer = Trainer(model, config.profile, loader(corpus, "train", config, device, True),
                       loader(corpus, "valid", config, device, False), log=log)
-    history = trainer.fit(checkpoint=workdir / "last.pt")
+    try:
+        history = trainer.fit(checkpoint=workdir / "last.pt")
+    except TrainingDiverged as error:
+        error.records = (trainer.history, model.traces())  # a diverged run keeps its epochs and traces
+        raise
     train_seconds = sum(record["seconds"] for record in history)  # without our statistics passes
     statistics_seconds = sum(record.get("statistics_seconds", 0.0) for record in history)
     files.atomic_torch_save(workdir / "best.pt", {"model": model.state_dict(), "config": config.to_json(),
@@ -172,11 +185,12 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
 
     result = {**score(model, corpus, config, device), **model.state_summary(), "train_seconds": train_seconds,
               "statistics_seconds": statistics_seconds, "epochs": trainer.epoch,
-              "best_epoch": trainer.best_epoch, "device": str(device), "versions": library_versions(),
+              "best_epoch": trainer.best_epoch, "stopped_by": trainer.stop_reason,
+              "capped": trainer.stop_reason == "max_epochs", "device": str(device), "versions": library_versions(),
               "bf16_parts": bf16_parts_run(config, device),
               "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
               "profile": config.profile.name, "seed": config.seed}
-    return result, history
+    return result, history, model.traces()
 
 
 def bf16_parts_run(config: RunConfig, device) -> list[str]:

@@ -14,7 +14,8 @@ A method says only what makes it different, by overriding one or more hooks
 - ``kl_weight(progress)``: the KL-weight schedule (cyclical annealing).
 - ``training_step(batch, trainer)``: the optimisation step (Agg-VAE, SA-VAE).
 - ``on_epoch_start(epoch)`` / ``on_epoch_end()``: per-epoch state (Scale-VAE's f),
-  reported by ``state_summary()`` in the history and the metrics;
+  reported by ``state_summary()`` in the history and the metrics, and by ``traces()``
+  in CSV files of the run (Scale-VAE's factor of every batch);
   ``refresh_statistics()``: evaluation statistics that are ours, not the method's
   (BN-VAE's end-of-epoch BN statistics); the trainer times it apart from training;
   ``on_validated(record)`` sees each epoch's validation metrics (Agg-VAE).
@@ -85,6 +86,10 @@ class TextVAE(nn.Module):
     Hyperparameters: ClassVar[type] = Hyperparameters
     positional: ClassVar[tuple[str, ...]] = ()  # order of the values in the paper's brackets, e.g. ("des_std", "f_epo")
     has_latent: ClassVar[bool] = True
+    # In DU-VAE's code (the "shen2021" lineage) the batch-normalised encoder, GaussianLSTMEncoder, keeps
+    # PyTorch's default initialisation (enc_lstm.py:77-79 sets only the BN scale) while the plain encoder
+    # and the decoder get U(-0.01, 0.01). True for the methods that would use that encoder there.
+    batch_normalised_encoder: ClassVar[bool] = False
 
     @classmethod
     def relative_cost(cls, hp: Hyperparameters, epochs: int | None = None) -> float:
@@ -98,8 +103,16 @@ class TextVAE(nn.Module):
         super().__init__()
         self.arch = arch
         self.hp = hparams if hparams is not None else self.Hyperparameters()
-        self.encoder = LSTMEncoder(arch) if self.has_latent else None
+        self.encoder = LSTMEncoder(self.encoder_architecture(arch)) if self.has_latent else None
         self.decoder = self.Decoder(arch, nz=arch.nz if self.has_latent else 0)
+
+    @classmethod
+    def encoder_architecture(cls, arch: Architecture) -> Architecture:
+        """The encoder's sizes and initialisation: PyTorch's default init for a batch-normalised
+        encoder under the shen2021 lineage, else the profile's."""
+        if arch.lineage == "shen2021" and cls.batch_normalised_encoder:
+            return dataclasses.replace(arch, init="default")
+        return arch
 
     # ----------------------------------------------------------------- hooks
     def transform_posterior(self, q: DiagonalGaussian) -> DiagonalGaussian:
@@ -143,6 +156,11 @@ class TextVAE(nn.Module):
 
     def state_summary(self) -> dict[str, float]:
         """Method state worth recording per epoch and in the final metrics."""
+        return {}
+
+    def traces(self) -> dict[str, list[dict]]:
+        """Finer records of the method's state than ``state_summary``: {file name: rows}, each
+        written as NAME.csv in the run's directory. Kept across a resume by ``resume_state``."""
         return {}
 
     def training_step(self, batch, trainer) -> LossTerms:

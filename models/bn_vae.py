@@ -126,6 +126,7 @@ class BNHyperparameters(Hyperparameters):
 @register
 class BNVAE(TextVAE):
     name = "bn_vae"
+    batch_normalised_encoder = True  # DU-VAE's GaussianLSTMEncoder (the shen2021 lineage's init)
     citation = ("Zhu et al. 2020, A batch normalized inference network keeps the KL vanishing away "
                 "(ACL), section 'Batch Normalized-VAE': E[KL] >= n(gamma^2+beta^2)/2")
     Hyperparameters = BNHyperparameters

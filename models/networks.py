@@ -40,7 +40,8 @@ class Architecture:
     init: str = "uniform"  # "uniform": He et al.'s U(-0.01, 0.01) / embeddings U(-0.1, 0.1); "default": PyTorch's
     init_range: float = 0.01
     emb_init_range: float = 0.1
-    precision: str = "fp32"  # "fp32" or "bf16" (BF16_PARTS)
+    precision: str = "fp32"  # "fp32" or "bf16" (bf16_parts)
+    lineage: str = "he2019"  # the protocol's code lineage; "shen2021" changes some encoders' init (models/base.py)
 
 
 PRECISIONS = ("fp32", "bf16")

@@ -374,6 +374,9 @@ def test_every_mode_covers_each_document_once_with_no_tiny_batch(mode):
                 batches = list(loader)
                 assert len(batches) == len(loader)
                 assert sorted(i for b in batches for i in b.index.tolist()) == list(range(n))
+                if mode == "equal_length":  # He et al.'s batches: one length each, one document at the least
+                    assert all(len(set(b.lengths.tolist())) == 1 and b.size <= batch_size for b in batches)
+                    continue
                 assert min(b.size for b in batches) >= 2, (mode, n, batch_size)
                 assert max(b.size for b in batches) < batch_size + max(2, batch_size // 2)
 

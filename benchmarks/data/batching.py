@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.errors import UserError
 
-MODES = ("length", "random", "resplit", "by_label")
+MODES = ("length", "equal_length", "random", "resplit", "by_label")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class BatchLoader:
     Modes (how documents are partitioned into batches):
 
     * ``length``: sorted by length (stable) and cut into consecutive batches (little padding).
+    * ``equal_length``: He et al.'s ``create_data_batch`` (data/text_data.py:219-255 of
+      jxhe/vae-lagging-encoder, the same in DU-VAE): sorted by length, a new batch at every change
+      of length, so each batch holds one length and the last of each length may be small (down to
+      one document; no tail is merged).
     * ``random``: a random partition, drawn once and kept ("random / unchanged").
     * ``resplit``: a new random partition every epoch ("random / resplit").
     * ``by_label``: each batch holds one label only (e.g. one mixture component); drawn once.
@@ -123,6 +127,10 @@ class BatchLoader:
         n, bs = len(self._lengths), self.batch_size
         if self.mode == "length":
             return _cut(np.argsort(self._lengths, kind="stable"), bs)
+        if self.mode == "equal_length":
+            order = np.argsort(self._lengths, kind="stable")
+            runs = np.split(order, np.flatnonzero(np.diff(self._lengths[order])) + 1)  # one run per length
+            return [run[i: i + bs] for run in runs for i in range(0, len(run), bs)]
         if self.mode in ("random", "resplit"):
             return _cut(self._rng.permutation(n), bs)
         chunks = []  # by_label

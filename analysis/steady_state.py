@@ -1,0 +1,157 @@
+"""The ``scale_regime`` study (issue 14): Scale-VAE and its baselines trained to convergence under
+each protocol of the experiment's grid.
+
+- ``study_table``: per protocol and row, mean ± std over finished seeds of f_bar, the unscaled KL,
+  MI (both posteriors), AU, NLL under both priors and the epochs trained; how many runs the epoch
+  cap ended and how many diverged (with the epoch).
+- ``curves_figure``: per protocol, f_bar, validation KL (unscaled), MI and IW-NLL per epoch (mean
+  over seeds; a diverged run's epochs are drawn too, from the history it kept).
+
+``python -m analysis.steady_state --results DIR [--out DIR]``; ``make_tables`` writes both
+(``tables/scale_regime.md``, ``figures/scale_regime.png``) when the study has runs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from analysis.figures import STYLE, save  # noqa: E402
+from benchmarks.errors import UserError  # noqa: E402
+from benchmarks.store import read_json  # noqa: E402
+
+EXPERIMENT = "scale_regime"
+SUMMARY = [("f_mean", "f_bar", 2), ("kl", "KL", 2), ("mi", "MI", 2), ("mi_unscaled", "MI unscaled", 2),
+           ("au", "AU", 1), ("nll", "NLL", 1), ("nll_unit_prior", "NLL N(0,I)", 1), ("epochs", "epochs", 1)]
+CURVES = {"f_mean": "f_bar (mean over dims)", "valid_kl": "validation KL (unscaled)", "valid_mi": "validation MI",
+          "valid_nll": "validation IW-NLL"}
+
+
+def protocol(setting) -> str:
+    return setting if isinstance(setting, str) and setting else "profile's own"
+
+
+def study_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["experiment"] == EXPERIMENT].drop_duplicates("run_id")
+
+
+def study_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One line per (protocol, row): seeds planned, finished, capped, diverged, and each SUMMARY mean ± std."""
+    lines = []
+    for (setting, row), group in study_runs(runs).groupby(["setting", "row"], sort=False):
+        done = group[group["status"] == "done"]
+        failed = group[group["status"] == "failed"]
+        epochs = [(read_json(Path(d) / "failed.json", warn=False) or {}).get("epoch") for d in failed["run_dir"]]
+        line = {"protocol": protocol(setting), "row": row, "planned": len(group), "finished": len(done),
+                "capped": int((pd.to_numeric(done["capped"], errors="coerce") == 1).sum()),
+                "diverged": len(failed), "diverged_at_epoch": ", ".join(str(e) for e in epochs if e is not None)}
+        for key, _, _ in SUMMARY:
+            values = pd.to_numeric(done[key], errors="coerce").dropna()
+            line[f"{key}_mean"], line[f"{key}_std"] = values.mean(), values.std()
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return f"No run of the {EXPERIMENT} study (python -m benchmarks.run --only {EXPERIMENT}).\n"
+    head = ["protocol", "row", "finished / planned", "capped", "diverged (epoch)"] + [t for _, t, _ in SUMMARY]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table.itertuples():
+        cells = [r.protocol, r.row, f"{r.finished} / {r.planned}", str(r.capped),
+                 f"{r.diverged}" + (f" ({r.diverged_at_epoch})" if r.diverged_at_epoch else "")]
+        for key, _, digits in SUMMARY:
+            mean, std = getattr(r, f"{key}_mean"), getattr(r, f"{key}_std")
+            cells.append("—" if pd.isna(mean) else f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}"))
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n\nMean ± std over finished seeds; f_bar and MI unscaled only for Scale-VAE.\n"
+
+
+def histories(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every study run's history.csv (finished or diverged), with its protocol and row."""
+    frames = []
+    for run in study_runs(runs).itertuples():
+        path = Path(run.run_dir) / "history.csv"
+        if run.status in ("done", "failed") and path.exists():
+            try:
+                history = pd.read_csv(path)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError):
+                print(f"warning: skipping {run.run_id}: unreadable history", file=sys.stderr)
+                continue
+            frames.append(history.reindex(columns=["epoch", *CURVES]).assign(
+                protocol=protocol(run.setting), row=run.row, seed=run.seed))
+    return pd.concat(frames) if frames else pd.DataFrame(columns=["epoch", *CURVES, "protocol", "row", "seed"])
+
+
+def curves_figure(runs: pd.DataFrame, out_dir) -> list[Path]:
+    """One row of panels per protocol (CURVES), one line per model row (mean over seeds)."""
+    curves = histories(runs)
+    if curves.empty:
+        return []
+    protocols = list(dict.fromkeys(curves["protocol"]))
+    rows = list(dict.fromkeys(curves["row"]))
+    palette = dict(zip(rows, sns.color_palette("tab10", len(rows))))
+    mean = curves.groupby(["protocol", "row", "epoch"], sort=False)[list(CURVES)].mean().reset_index()
+    with sns.axes_style(STYLE):
+        fig, axes = plt.subplots(len(protocols), len(CURVES), figsize=(4.2 * len(CURVES), 3.0 * len(protocols)),
+                                 squeeze=False)
+        for i, name in enumerate(protocols):
+            for j, (column, title) in enumerate(CURVES.items()):
+                ax = axes[i][j]
+                for row in rows:
+                    line = mean[(mean["protocol"] == name) & (mean["row"] == row) & mean[column].notna()]
+                    if not line.empty:
+                        ax.plot(line["epoch"], line[column], color=palette[row], marker=".", linewidth=1.2)
+                if column == "f_mean":
+                    ax.set_yscale("log")
+                ax.set(title=f"{title}\n{name}" if j == 0 else title, xlabel="epoch")
+        handles = [plt.Line2D([], [], color=palette[r]) for r in rows]
+        fig.legend(handles, rows, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+        fig.suptitle(f"{EXPERIMENT}: per epoch, mean over seeds (diverged runs up to their last epoch)")
+        fig.tight_layout()
+    return save(fig, out_dir, EXPERIMENT)
+
+
+def write(runs: pd.DataFrame, tables_dir: Path, figures_dir: Path | None) -> list[Path]:
+    """``scale_regime.md``/``.csv`` (and the figure) when the study has runs; the paths written."""
+    table = study_table(runs)
+    if table.empty or not table["finished"].sum() + table["diverged"].sum():
+        return []
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(tables_dir / f"{EXPERIMENT}.csv", index=False)
+    (tables_dir / f"{EXPERIMENT}.md").write_text(markdown(table), encoding="utf-8")
+    paths = [tables_dir / f"{EXPERIMENT}.md"]
+    if figures_dir is not None:
+        paths += curves_figure(runs, figures_dir)
+    return paths
+
+
+def main(argv=None) -> int:
+    from analysis import collect
+    parser = argparse.ArgumentParser(prog="python -m analysis.steady_state", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--out", default=None, help="write the table and the figure here")
+    parser.add_argument("--profile", default=None)
+    args = parser.parse_args(argv)
+    try:
+        results = Path(args.results)
+        runs = collect.collect(results, args.profile or collect.infer_profile(results))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown(study_table(runs)))
+    if args.out:
+        for path in write(runs, Path(args.out), Path(args.out)):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Issue 14's machinery: runs end by the protocol's stopping rule and say why, the shen2021 lineage
+applies each of DU-VAE's protocol differences, and Scale-VAE writes its factor of every batch."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from benchmarks.config import load_profile, resolve
+from benchmarks.data import BatchLoader
+from benchmarks.protocol import Trainer
+from benchmarks.train import load_data, loader, seed_everything
+
+from .test_train_cli import results_of
+
+
+def smoke_trainer(data_dir, model="vae", settings=()):
+    config = resolve(model, "yahoo_small", "smoke", 0, list(settings))
+    corpus = load_data(config, data_dir, download=False)
+    seed_everything(0)
+    built = models.build(config.model, config.profile.architecture(len(corpus.vocab)), **config.hyperparameters)
+    return Trainer(built, config.profile, loader(corpus, "train", config, "cpu", True),
+                   loader(corpus, "valid", config, "cpu", False), log=lambda line: None)
+
+
+def test_a_run_stops_by_the_decay_rule_before_its_cap_and_says_so(data_dir, monkeypatch):
+    """Validation that never improves after the first epoch: patience 1 and 2 decays end the run at
+    epoch 3 of a cap of 20, by the rule, not the cap."""
+    trainer = smoke_trainer(data_dir, settings=["max_epochs=20", "decay_patience=1", "max_decays=2",
+                                                "decay_min_epoch=0"])
+    losses = iter([100.0, 101.0, 102.0, 103.0, 104.0])
+    original = trainer.validate
+    monkeypatch.setattr(trainer, "validate", lambda: {**original(), "valid_loss": next(losses)})
+    history = trainer.fit()
+    assert len(history) == 3 and trainer.decays == 2 and trainer.stop_reason == "max_decays"
+    assert [round(r["lr"], 6) for r in history] == [trainer.profile.lr, trainer.profile.lr, trainer.profile.lr / 2]
+
+
+def test_a_capped_run_records_that_the_cap_ended_it(tmp_path, data_dir):
+    _, metrics = results_of(tmp_path, data_dir, "vae")  # smoke: 2 epochs, no decay can finish it
+    assert metrics["stopped_by"] == "max_epochs" and metrics["capped"] is True
+
+
+def test_the_shen2021_lineage_sets_patience_kl_start_batching_and_skipping():
+    he, shen = load_profile("quick"), load_profile("quick", {"lineage": "shen2021"})
+    assert (he.decay_patience, shen.decay_patience) == (2, 5)
+    assert (he.kl_start, shen.kl_start) == (0.1, 0.0)
+    assert (he.min_train_batch, shen.min_train_batch) == (0, 16)
+    assert (he.batching, shen.batching) == ("length", "equal_length")
+    assert load_profile("quick", {"lineage": "shen2021", "decay_patience": 3}).decay_patience == 3  # --set wins
+    # a configuration at he2019's values keeps the run id it had before the fields existed
+    config = resolve("vae", "yahoo_small", "quick", 0)
+    assert config.run_id == resolve(
+        "vae", "yahoo_small", "quick", 0, ["lineage=he2019", "min_train_batch=0"]).run_id
+    assert config.run_id != resolve("vae", "yahoo_small", "quick", 0, ["lineage=shen2021"]).run_id
+
+
+@pytest.mark.parametrize("method, default_encoder", [("bn_vae", True), ("du_vae", True), ("scale_vae", True),
+                                                     ("vae", False)])
+def test_the_shen2021_lineage_leaves_batch_normalised_encoders_at_pytorch_init(method, default_encoder):
+    """DU-VAE's GaussianLSTMEncoder keeps PyTorch's init (U(+-1/sqrt(H)) for the LSTM, N(0, 1) for the
+    embedding); every other module gets the profile's U(-0.01, 0.01) / U(-0.1, 0.1)."""
+    profile = load_profile("paper", {"lineage": "shen2021", "enc_hidden": 64, "dec_hidden": 64, "emb_dim": 32})
+    torch.manual_seed(0)
+    model = models.build(method, profile.architecture(50))
+    encoder_lstm = model.encoder.lstm.weight_hh_l0.abs().max().item()
+    encoder_embedding = model.encoder.embed.weight.abs().max().item()
+    assert model.decoder.lstm.weight_hh_l0.abs().max() <= 0.01 and model.decoder.embed.weight.abs().max() <= 0.1
+    if default_encoder:
+        assert 0.05 < encoder_lstm <= 1 / 64**0.5 and encoder_embedding > 1.0
+    else:
+        assert encoder_lstm <= 0.01 and encoder_embedding <= 0.1
+    he = models.build(method, load_profile("paper", {"enc_hidden": 64, "dec_hidden": 64, "emb_dim": 32})
+                      .architecture(50))
+    assert he.encoder.lstm.weight_hh_l0.abs().max() <= 0.01  # he2019: uniform everywhere
+
+
+def test_small_training_batches_are_skipped_and_count_no_step(data_dir):
+    trainer = smoke_trainer(data_dir, settings=["min_train_batch=16", "batching=equal_length", "max_epochs=1"])
+    sizes = [b.size for b in trainer.train_batches]
+    assert min(sizes) < 16 <= max(sizes)  # the case exists
+    seen = []
+    step = trainer.model.training_step
+    trainer.model.training_step = lambda batch, t: (seen.append(batch.size), step(batch, t))[1]
+    trainer.fit()
+    assert sorted(seen) == sorted(s for s in sizes if s >= 16) and trainer.step_count == len(seen)
+
+
+def test_equal_length_batches_hold_one_length_each_like_he_et_al():
+    rng = np.random.default_rng(0)
+    docs = [[1] * int(n) for n in rng.integers(3, 9, size=100)]
+    batches = list(BatchLoader(docs, 8, pad_id=0, mode="equal_length", shuffle=False))
+    assert sum(b.size for b in batches) == 100
+    for b in batches:
+        assert len(set(b.lengths.tolist())) == 1 and b.size <= 8
+    per_length = np.bincount([len(d) for d in docs])
+    assert len(batches) == sum(-(-int(n) // 8) for n in per_length if n)  # ceil(count / 8) per length
+
+
+@pytest.mark.parametrize("average", ["mean", "harmonic"])
+def test_scale_vae_writes_the_factor_of_every_batch_and_f_bar_per_epoch(tmp_path, data_dir, average):
+    run_dir, _ = results_of(tmp_path, data_dir, "scale_vae", "--set", "des_std=0.7", "f_epo=1",
+                                  f"f_average={average}")
+    with open(run_dir / "factor_trace.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    batches = [r for r in rows if r["kind"] == "batch"]
+    f_bars = [r for r in rows if r["kind"] == "f_bar"]
+    with open(run_dir / "history.csv") as fh:
+        epochs = list(csv.DictReader(fh))
+    config = resolve("scale_vae", "yahoo_small", "smoke", 0)
+    corpus = load_data(config, data_dir, download=False)
+    assert len(batches) == len(loader(corpus, "train", config, "cpu", True))  # every batch of epoch 1 (f_epo 1)
+    assert {r["epoch"] for r in batches} == {"1"} and [r["epoch"] for r in f_bars] == ["1", "2"]
+    nz = config.profile.nz
+    factors = np.array([[float(r[f"f_{d}"]) for d in range(nz)] for r in batches])
+    first = np.array([float(f_bars[0][f"f_{d}"]) for d in range(nz)])
+    expected = factors.mean(0) if average == "mean" else 1 / (1 / factors).mean(0)
+    np.testing.assert_allclose(first, expected, rtol=1e-5)
+    np.testing.assert_allclose(float(f_bars[0]["f_mean"]), first.mean(), rtol=1e-6)
+    assert float(epochs[-1]["f_mean"]) == pytest.approx(float(f_bars[-1]["f_mean"]), rel=1e-5)
+
+
+def test_a_diverged_run_keeps_its_epochs_and_factor_trace(tmp_path, data_dir, monkeypatch):
+    from benchmarks import protocol
+    from benchmarks.store import read_json
+    from benchmarks.train import train_run
+    original = protocol.Trainer.validate
+
+    def diverging(self):
+        record = original(self)
+        return {**record, "valid_loss": float("nan")} if self.epoch == 1 else record  # epoch 2 diverges
+
+    monkeypatch.setattr(protocol.Trainer, "validate", diverging)
+    config = resolve("scale_vae(0.7,1)", "yahoo_small", "smoke", 0)
+    run_dir, status = train_run(config, results_dir=tmp_path, data_dir=data_dir, download=False, log=lambda line: None)
+    assert status == "failed" and read_json(run_dir / "failed.json")["epoch"] == 2
+    with open(run_dir / "history.csv") as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1"]
+    with open(run_dir / "factor_trace.csv") as fh:
+        kinds = [r["kind"] for r in csv.DictReader(fh)]
+    assert kinds.count("f_bar") == 2 and kinds.count("batch") > 0  # epoch 2's f_bar was set before validation
