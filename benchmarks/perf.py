@@ -15,9 +15,10 @@ precision side by side (``--precisions``, default both; the profile's
   in chunks of 100 samples (how He et al.'s reference code does it);
 - the VAE step's achieved FLOP/s (analytic count of its matmuls, backward = 2x
   forward) against dense float32 and bfloat16 matmuls measured in the same process
-  (MFU): against the best peaks of the start (``vae_step_mfu``) and, pass by pass,
-  against the float32 peak measured right after each pass (``vae_step_mfu_paired``,
-  the median), which a shared machine's drift over minutes leaves alone;
+  (MFU, ``vae_step[precision]``): against the best peaks of the start (``mfu_fp32_peak``,
+  ``mfu_bf16_peak``) and, pass by pass, against the float32 peak measured right after each
+  pass (``mfu_fp32_peak_paired``, the median), which a shared machine's drift over minutes
+  leaves alone;
 - with both precisions: forward and backward time of each part bfloat16 can run
   (``benchmarks/precision.py``), the speed-ups, and the same weights' metrics in
   both precisions under the same draws (with float32 under other draws as the

@@ -31,6 +31,7 @@ from models import TrainingProgress
 
 from . import metrics
 from .config import Profile
+from .errors import UserError
 from .files import atomic_torch_save
 
 
@@ -162,6 +163,9 @@ class Trainer:
             kl_sum = kl_sum + terms.kl.detach().sum()
             docs += batch.size
             self.step_count += 1
+        if not docs:
+            raise UserError(f"every training batch has fewer than min_train_batch = {self.profile.min_train_batch} "
+                            "documents, so nothing was trained; lower min_train_batch (--set min_train_batch=N)")
         record = {"train_loss": float(loss_sum) / docs, "train_rec": float(rec_sum) / docs,
                   "train_kl": float(kl_sum) / docs, "kl_weight": self.kl_weight}
         if not math.isfinite(record["train_loss"]):

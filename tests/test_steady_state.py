@@ -140,3 +140,14 @@ def test_a_diverged_run_keeps_its_epochs_and_factor_trace(tmp_path, data_dir, mo
     with open(run_dir / "factor_trace.csv") as fh:
         kinds = [r["kind"] for r in csv.DictReader(fh)]
     assert kinds.count("f_bar") == 2 and kinds.count("batch") > 0  # epoch 2's f_bar was set before validation
+
+
+def test_skipping_every_batch_is_one_clear_error(data_dir):
+    from benchmarks.errors import UserError
+    trainer = smoke_trainer(data_dir, settings=["min_train_batch=16", "batch_size=16", "batching=equal_length",
+                                                "max_epochs=1"])
+    if all(b.size >= 16 for b in trainer.train_batches):
+        pytest.fail("the smoke split should have one-length batches under 16 documents")
+    trainer.train_batches = [b for b in trainer.train_batches if b.size < 16]
+    with pytest.raises(UserError, match="lower min_train_batch"):
+        trainer.train_epoch()
