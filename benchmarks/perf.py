@@ -69,7 +69,7 @@ def timed(fn, device, repeats: int, warm_up: bool = True) -> float:
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return bf16.median(times)
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -127,7 +127,7 @@ class TrainingStep:
 
     def entry(self, batches: list, passes: list[float]) -> dict:
         """The step's figures from the seconds per step of each timed pass (their median)."""
-        seconds = sorted(passes)[len(passes) // 2]
+        seconds = bf16.median(passes)
         tokens = sum(int(b.lengths.sum()) - b.size for b in batches) / len(batches)  # predicted tokens per batch
         documents = sum(b.size for b in batches) / len(batches)
         return {"row": self.row, "step_ms": 1000 * seconds, "tokens_per_s": tokens / seconds,

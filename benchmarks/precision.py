@@ -4,7 +4,7 @@
   ``models/networks.py`` can run in bfloat16 (``PARTS``), plus the decoder LSTM's
   input projection alone (a matmul inside ``nn.LSTM``, timed to show its share:
   it cannot be given its own precision without replacing torch's LSTM kernel).
-  This table is what ``BF16_PARTS`` is chosen from.
+  This table is what ``models.networks.bf16_parts`` is chosen from.
 - ``same_weights``: one set of weights evaluated in each precision under the same
   random draws (IW-NLL, KL, MI, AU), with float32 evaluated again under other
   draws as the yardstick of Monte-Carlo noise.
@@ -74,7 +74,7 @@ def part_forwards(model, inputs: dict) -> dict:
 def part_timings(model, batch, device: torch.device, precisions=("fp32", "bf16"), repeats: int = 5) -> dict:
     """{precision: {part: {"forward_ms", "backward_ms"}}}: medians of ``repeats`` interleaved passes.
 
-    bfloat16 is forced on every part here (``torch.autocast``), whatever ``BF16_PARTS`` says:
+    bfloat16 is forced on every part here (``torch.autocast``), whatever ``bf16_parts`` says:
     this is the measurement that list is chosen from. The log-softmax stays float32.
     """
     model.train()
