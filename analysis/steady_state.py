@@ -3,7 +3,9 @@ each protocol of the experiment's grid.
 
 - ``study_table``: per protocol and row, mean ± std over finished seeds of f_bar, the unscaled KL,
   MI (both posteriors), AU, NLL under both priors and the epochs trained; how many runs the epoch
-  cap ended and how many diverged (with the epoch).
+  cap ended and how many diverged (with the epoch). For Scale-VAE also each seed's final f_bar (a
+  mean hides a protocol where seeds split) and, from ``factor_trace.csv``, the factor of the first
+  training batch and f_bar after epoch 1: where the first epoch's factors start and end.
 - ``curves_figure``: per protocol, f_bar, validation KL (unscaled), MI and IW-NLL per epoch (mean
   over seeds; a diverged run's epochs are drawn too, from the history it kept).
 
@@ -28,7 +30,8 @@ from benchmarks.errors import UserError  # noqa: E402
 from benchmarks.store import read_json  # noqa: E402
 
 EXPERIMENT = "scale_regime"
-SUMMARY = [("f_mean", "f_bar", 2), ("kl", "KL", 2), ("mi", "MI", 2), ("mi_unscaled", "MI unscaled", 2),
+SUMMARY = [("f_first_batch", "f, 1st batch", 0), ("f_bar_epoch1", "f_bar, epoch 1", 1), ("f_mean", "f_bar", 2),
+           ("kl", "KL", 2), ("mi", "MI", 2), ("mi_unscaled", "MI unscaled", 2),
            ("au", "AU", 1), ("nll", "NLL", 1), ("nll_unit_prior", "NLL N(0,I)", 1), ("epochs", "epochs", 1)]
 CURVES = {"f_mean": "f_bar (mean over dims)", "valid_kl": "validation KL (unscaled)", "valid_mi": "validation MI",
           "valid_nll": "validation IW-NLL"}
@@ -42,10 +45,25 @@ def study_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["experiment"] == EXPERIMENT].drop_duplicates("run_id")
 
 
+def trace_start(run_dir) -> dict[str, float]:
+    """From a Scale-VAE run's ``factor_trace.csv``: the first batch's factor and f_bar after epoch 1
+    (means over dimensions); empty for a run without a trace."""
+    path = Path(run_dir) / "factor_trace.csv"
+    try:
+        trace = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return {}
+    batches, f_bars = trace[trace["kind"] == "batch"], trace[(trace["kind"] == "f_bar") & (trace["epoch"] == 1)]
+    return {"f_first_batch": batches["f_mean"].iloc[0] if len(batches) else float("nan"),
+            "f_bar_epoch1": f_bars["f_mean"].iloc[0] if len(f_bars) else float("nan")}
+
+
 def study_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One line per (protocol, row): seeds planned, finished, capped, diverged, and each SUMMARY mean ± std."""
     lines = []
     for (setting, row), group in study_runs(runs).groupby(["setting", "row"], sort=False):
+        group = group.assign(**pd.DataFrame([trace_start(d) for d in group["run_dir"]], index=group.index,
+                                            columns=["f_first_batch", "f_bar_epoch1"]))
         done = group[group["status"] == "done"]
         failed = group[group["status"] == "failed"]
         epochs = [(read_json(Path(d) / "failed.json", warn=False) or {}).get("epoch") for d in failed["run_dir"]]
@@ -55,23 +73,33 @@ def study_table(runs: pd.DataFrame) -> pd.DataFrame:
         for key, _, _ in SUMMARY:
             values = pd.to_numeric(done[key], errors="coerce").dropna()
             line[f"{key}_mean"], line[f"{key}_std"] = values.mean(), values.std()
+        f_bars = pd.to_numeric(done.sort_values("seed")["f_mean"], errors="coerce").dropna()
+        line["f_bar_per_seed"] = ", ".join(f"{f:.3g}" for f in f_bars)
         lines.append(line)
     return pd.DataFrame(lines)
+
+
+def number(value: float, digits: int) -> str:
+    """Fixed decimals, or 3 significant digits for values a run away from settling reaches (1e5 and more)."""
+    return f"{value:.3g}" if abs(value) >= 1e5 else f"{value:.{digits}f}"
 
 
 def markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return f"No run of the {EXPERIMENT} study (python -m benchmarks.run --only {EXPERIMENT}).\n"
-    head = ["protocol", "row", "finished / planned", "capped", "diverged (epoch)"] + [t for _, t, _ in SUMMARY]
+    head = (["protocol", "row", "finished / planned", "capped", "diverged (epoch)"] + [t for _, t, _ in SUMMARY]
+            + ["f_bar per seed"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
         cells = [r.protocol, r.row, f"{r.finished} / {r.planned}", str(r.capped),
                  f"{r.diverged}" + (f" ({r.diverged_at_epoch})" if r.diverged_at_epoch else "")]
         for key, _, digits in SUMMARY:
             mean, std = getattr(r, f"{key}_mean"), getattr(r, f"{key}_std")
-            cells.append("—" if pd.isna(mean) else f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}"))
+            cells.append("—" if pd.isna(mean) else number(mean, digits) + ("" if pd.isna(std) else f" ± {number(std, digits)}"))
+        cells.append(r.f_bar_per_seed or "—")
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n\nMean ± std over finished seeds; f_bar and MI unscaled only for Scale-VAE.\n"
+    return "\n".join(lines) + ("\n\nMean ± std over finished seeds. Scale-VAE only: f (mean over dimensions) of the first "
+                                "training batch, f_bar after epoch 1 and at the end, MI unscaled.\n")
 
 
 def histories(runs: pd.DataFrame) -> pd.DataFrame:

@@ -151,3 +151,35 @@ def test_skipping_every_batch_is_one_clear_error(data_dir):
     trainer.train_batches = [b for b in trainer.train_batches if b.size < 16]
     with pytest.raises(UserError, match="lower min_train_batch"):
         trainer.train_epoch()
+
+
+def planted_study_run(tmp_path, seed, setting, f_first, f_bar_1, f_final, capped=0):
+    """One finished Scale-VAE run of the study as ``analysis.collect`` would list it, with its trace."""
+    run_dir = tmp_path / f"run-{setting or 'own'}-{seed}"
+    run_dir.mkdir()
+    trace = [{"epoch": 1, "batch": 1, "kind": "batch", "f_mean": f_first},
+             {"epoch": 1, "batch": 2, "kind": "batch", "f_mean": f_first / 10},
+             {"epoch": 1, "batch": "", "kind": "f_bar", "f_mean": f_bar_1},
+             {"epoch": 2, "batch": "", "kind": "f_bar", "f_mean": f_final}]
+    with open(run_dir / "factor_trace.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(trace[0]))
+        writer.writeheader()
+        writer.writerows(trace)
+    return {"experiment": "scale_regime", "run_id": run_dir.name, "setting": setting, "row": "scale_vae(0.7,1)",
+            "seed": seed, "status": "done", "run_dir": str(run_dir), "capped": capped, "f_mean": f_final,
+            "kl": 1.0, "mi": 2.0, "mi_unscaled": 1.0, "au": 32, "nll": 130.0, "nll_unit_prior": 129.0, "epochs": 2}
+
+
+def test_the_study_table_reads_where_each_run_s_factors_start_and_shows_every_seed(tmp_path):
+    import pandas as pd
+
+    from analysis import steady_state
+    runs = pd.DataFrame([planted_study_run(tmp_path, 1, "", 30.0, 20.0, 2.5, capped=1),
+                         planted_study_run(tmp_path, 0, "", 40.0, 30.0, 2.0),
+                         planted_study_run(tmp_path, 0, "lr=1.0", 5e4, 3000.0, 7e11)])
+    table = steady_state.study_table(runs).set_index("protocol")
+    own = table.loc["profile's own"]
+    assert own["f_first_batch_mean"] == pytest.approx(35.0) and own["f_bar_epoch1_mean"] == pytest.approx(25.0)
+    assert own["f_bar_per_seed"] == "2, 2.5" and own["capped"] == 1 and own["finished"] == 2
+    text = steady_state.markdown(steady_state.study_table(runs))
+    assert "| lr=1.0 | scale_vae(0.7,1) | 1 / 1 | 0 | 0 | 50000 | 3000.0 | 7e+11 |" in text
