@@ -6,8 +6,9 @@ each protocol of the experiment's grid.
   cap ended and how many diverged (with the epoch). For Scale-VAE also each seed's final f_bar (a
   mean hides a protocol where seeds split) and, from ``factor_trace.csv``, the factor of the first
   training batch and f_bar after epoch 1: where the first epoch's factors start and end.
-- ``curves_figure``: per protocol, f_bar, validation KL (unscaled), MI and IW-NLL per epoch (mean
-  over seeds; a diverged run's epochs are drawn too, from the history it kept).
+- ``curves_figure``: per protocol, Scale-VAE's factor of every batch of its first f_epo epochs
+  (``factor_trace.csv``), then f_bar, validation KL (unscaled), MI and IW-NLL per epoch (each seed
+  and their mean; a diverged run's epochs are drawn too, from the history it kept).
 
 ``python -m analysis.steady_state --results DIR [--out DIR]``; ``make_tables`` writes both
 (``tables/scale_regime.md``, ``figures/scale_regime.png``) when the study has runs.
@@ -33,6 +34,7 @@ EXPERIMENT = "scale_regime"
 SUMMARY = [("f_first_batch", "f, 1st batch", 0), ("f_bar_epoch1", "f_bar, epoch 1", 1), ("f_mean", "f_bar", 2),
            ("kl", "KL", 2), ("mi", "MI", 2), ("mi_unscaled", "MI unscaled", 2),
            ("au", "AU", 1), ("nll", "NLL", 1), ("nll_unit_prior", "NLL N(0,I)", 1), ("epochs", "epochs", 1)]
+MI_FLOOR = -2.0  # the MI panels' lowest value shown
 CURVES = {"f_mean": "f_bar (mean over dims)", "valid_kl": "validation KL (unscaled)", "valid_mi": "validation MI",
           "valid_nll": "validation IW-NLL"}
 
@@ -102,47 +104,68 @@ def markdown(table: pd.DataFrame) -> str:
                                 "training batch, f_bar after epoch 1 and at the end, MI unscaled.\n")
 
 
-def histories(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every study run's history.csv (finished or diverged), with its protocol and row."""
+def study_files(runs: pd.DataFrame, name: str, columns: list[str]) -> pd.DataFrame:
+    """Every finished or diverged study run's ``name`` CSV (its ``columns``), with protocol, row and seed."""
     frames = []
     for run in study_runs(runs).itertuples():
-        path = Path(run.run_dir) / "history.csv"
+        path = Path(run.run_dir) / name
         if run.status in ("done", "failed") and path.exists():
             try:
-                history = pd.read_csv(path)
+                frame = pd.read_csv(path)
             except (pd.errors.ParserError, pd.errors.EmptyDataError):
-                print(f"warning: skipping {run.run_id}: unreadable history", file=sys.stderr)
+                print(f"warning: skipping {run.run_id}: unreadable {name}", file=sys.stderr)
                 continue
-            frames.append(history.reindex(columns=["epoch", *CURVES]).assign(
-                protocol=protocol(run.setting), row=run.row, seed=run.seed))
-    return pd.concat(frames) if frames else pd.DataFrame(columns=["epoch", *CURVES, "protocol", "row", "seed"])
+            frames.append(frame.reindex(columns=columns).assign(protocol=protocol(run.setting), row=run.row,
+                                                                seed=run.seed))
+    return pd.concat(frames) if frames else pd.DataFrame(columns=[*columns, "protocol", "row", "seed"])
+
+
+def histories(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every study run's history.csv (finished or diverged), with its protocol and row."""
+    return study_files(runs, "history.csv", ["epoch", *CURVES])
+
+
+def first_factors(runs: pd.DataFrame) -> pd.DataFrame:
+    """The factor of every batch of the first f_epo epochs (mean over dimensions), numbered from 1."""
+    trace = study_files(runs, "factor_trace.csv", ["epoch", "batch", "kind", "f_mean"])
+    trace = trace[trace["kind"] == "batch"].copy()
+    trace["step"] = trace.groupby(["protocol", "row", "seed"]).cumcount() + 1
+    return trace
 
 
 def curves_figure(runs: pd.DataFrame, out_dir) -> list[Path]:
-    """One row of panels per protocol (CURVES), one line per model row (mean over seeds)."""
-    curves = histories(runs)
+    """One row of panels per protocol: Scale-VAE's factor per batch of its first epoch(s), then
+    CURVES per epoch; a thin line per seed and a thick one for their mean, a colour per model row."""
+    curves, trace = histories(runs), first_factors(runs)
     if curves.empty:
         return []
     protocols = list(dict.fromkeys(curves["protocol"]))
     rows = list(dict.fromkeys(curves["row"]))
     palette = dict(zip(rows, sns.color_palette("tab10", len(rows))))
-    mean = curves.groupby(["protocol", "row", "epoch"], sort=False)[list(CURVES)].mean().reset_index()
+    panels = [("step", "f_mean", "f per batch, first f_epo epochs\n(factor_trace.csv)", trace)]
+    panels += [("epoch", column, title, curves) for column, title in CURVES.items()]
     with sns.axes_style(STYLE):
-        fig, axes = plt.subplots(len(protocols), len(CURVES), figsize=(4.2 * len(CURVES), 3.0 * len(protocols)),
+        fig, axes = plt.subplots(len(protocols), len(panels), figsize=(4.2 * len(panels), 3.0 * len(protocols)),
                                  squeeze=False)
         for i, name in enumerate(protocols):
-            for j, (column, title) in enumerate(CURVES.items()):
+            for j, (x, column, title, frame) in enumerate(panels):
                 ax = axes[i][j]
                 for row in rows:
-                    line = mean[(mean["protocol"] == name) & (mean["row"] == row) & mean[column].notna()]
-                    if not line.empty:
-                        ax.plot(line["epoch"], line[column], color=palette[row], marker=".", linewidth=1.2)
+                    mine = frame[(frame["protocol"] == name) & (frame["row"] == row)].dropna(subset=[column])
+                    for _, seed in mine.groupby("seed"):
+                        ax.plot(seed[x], seed[column], color=palette[row], linewidth=0.6, alpha=0.45)
+                    if not mine.empty:
+                        mean = mine.groupby(x)[column].mean()
+                        ax.plot(mean.index, mean.values, color=palette[row], linewidth=1.6)
                 if column == "f_mean":
                     ax.set_yscale("log")
-                ax.set(title=f"{title}\n{name}" if j == 0 else title, xlabel="epoch")
+                if column == "valid_mi" and ax.get_ylim()[0] < MI_FLOOR:
+                    ax.set_ylim(bottom=MI_FLOOR)  # a run whose factor ran away gives estimates of -100 and less
+                    title += f" (axis cut at {MI_FLOOR:g})"
+                ax.set(title=f"{name}\n{title}" if j == 0 else title, xlabel="training batch" if x == "step" else x)
         handles = [plt.Line2D([], [], color=palette[r]) for r in rows]
         fig.legend(handles, rows, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-        fig.suptitle(f"{EXPERIMENT}: per epoch, mean over seeds (diverged runs up to their last epoch)")
+        fig.suptitle(f"{EXPERIMENT}: thin lines one seed each, thick their mean (diverged runs up to their last epoch)")
         fig.tight_layout()
     return save(fig, out_dir, EXPERIMENT)
 

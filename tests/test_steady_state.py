@@ -165,6 +165,9 @@ def planted_study_run(tmp_path, seed, setting, f_first, f_bar_1, f_final, capped
         writer = csv.DictWriter(handle, fieldnames=list(trace[0]))
         writer.writeheader()
         writer.writerows(trace)
+    with open(run_dir / "history.csv", "w", newline="") as handle:
+        handle.write("epoch,f_mean,valid_kl,valid_mi,valid_nll\n")
+        handle.write(f"1,{f_bar_1},0.5,-300,140\n2,{f_final},1.0,2.0,130\n")
     return {"experiment": "scale_regime", "run_id": run_dir.name, "setting": setting, "row": "scale_vae(0.7,1)",
             "seed": seed, "status": "done", "run_dir": str(run_dir), "capped": capped, "f_mean": f_final,
             "kl": 1.0, "mi": 2.0, "mi_unscaled": 1.0, "au": 32, "nll": 130.0, "nll_unit_prior": 129.0, "epochs": 2}
@@ -183,3 +186,5 @@ def test_the_study_table_reads_where_each_run_s_factors_start_and_shows_every_se
     assert own["f_bar_per_seed"] == "2, 2.5" and own["capped"] == 1 and own["finished"] == 2
     text = steady_state.markdown(steady_state.study_table(runs))
     assert "| lr=1.0 | scale_vae(0.7,1) | 1 / 1 | 0 | 0 | 50000 | 3000.0 | 7e+11 |" in text
+    assert len(steady_state.first_factors(runs)) == 6  # two traced batches per run
+    assert [p.suffix for p in steady_state.curves_figure(runs, tmp_path / "figures")] == [".png", ".pdf"]
