@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.config import load_profile
 from models import variants
 
 PAPER_DIR = Path(__file__).with_name("paper")
@@ -176,7 +177,19 @@ def sides_of(runs: pd.DataFrame, experiment: str) -> list[Side]:
     return [replace(s, corpus=s.dataset) if s.corpus and names.count(s.corpus) > 1 else s for s in sides]
 
 
+LINEAGE_TITLES = {"he2019": "He et al.'s text.py", "shen2021": "DU-VAE's text.py"}
+
+
+def protocol_words(profile: str) -> str:
+    """The protocol a profile's runs follow, for captions: its code lineage and optimiser."""
+    p = load_profile(profile)
+    return (f"protocol lineage {p.lineage} ({LINEAGE_TITLES.get(p.lineage, p.lineage)}), "
+            f"{'Adam' if p.optimizer == 'adam' else p.optimizer.upper()} lr {p.lr:g}")
+
+
 def scale_caption(caption: str, profile: str, sides: list[Side]) -> str:
+    """A table's caption: what it shows, the data, the profile and its protocol lineage."""
+    protocol = protocol_words(profile)
     corpora = [s for s in sides if s.corpus]
     if corpora:
         where = "; ".join(s.corpus + (f" ({s.dataset})" if s.dataset != s.corpus else "") for s in corpora)
@@ -184,11 +197,11 @@ def scale_caption(caption: str, profile: str, sides: list[Side]) -> str:
                                            f"{FAMILY_TITLES.get(s.family, s.family)} side of the paper's a | b rows)"
                                            for s in corpora if s.family))
         return (f"{caption}. User corpus {where}" + (f", run as {likes}" if likes else "")
-                + f", at profile {profile}; the paper has no numbers for it; mean over seeds.")
+                + f", at profile {profile} ({protocol}); the paper has no numbers for it; mean over seeds.")
     used = ", ".join(f"{s.title}: {s.dataset}" for s in sides)
     if profile == "paper":
-        return f"{caption}. Profile paper ({used}); mean over seeds."
-    return (f"{caption}. Reproduced at profile {profile} ({used}): a CPU-scale setting whose numbers are not "
+        return f"{caption}. Profile paper ({used}; {protocol}); mean over seeds."
+    return (f"{caption}. Reproduced at profile {profile} ({used}; {protocol}): a CPU-scale setting whose numbers are not "
             f"comparable in absolute value with the paper's; mean over seeds.")
 
 

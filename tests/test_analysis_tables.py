@@ -261,3 +261,12 @@ def test_the_compiled_tables_keep_captions_off_the_top_rule():
     assert r"\setlength{\belowcaptionskip}{8pt}" in report.WRAPPER
     assert r"\setlength{\abovecaptionskip}{0pt}" in report.WRAPPER
     assert report.WRAPPER.index("belowcaptionskip") < report.WRAPPER.index(r"\begin{document}")
+
+
+def test_every_caption_names_the_profile_s_protocol_lineage_and_optimiser(store, monkeypatch):
+    runs = collect.collect(store, "smoke")
+    assert "protocol lineage he2019 (He et al.'s text.py), Adam lr 0.003" in tables.table1(runs, "smoke").caption
+    assert "protocol lineage he2019 (He et al.'s text.py), SGD lr 1" in tables.scale_caption("T", "paper", [])
+    from benchmarks.config import load_profile
+    monkeypatch.setattr(tables, "load_profile", lambda name: load_profile(name, {"lineage": "shen2021"}))
+    assert "protocol lineage shen2021 (DU-VAE's text.py), SGD lr 1" in tables.scale_caption("T", "paper", [])
