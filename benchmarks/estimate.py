@@ -7,6 +7,8 @@ A run's seconds are
 - *VAE epoch*: its training batches, each ``a + b * width`` seconds (``width``: the batch's
   padded length), plus its validation batches, each ``v * (a + b * width)``. The batches are the
   run's own (its corpus, batch size and batching mode, cut as the run cuts them).
+- *max_epochs*: the profile's cap. Where the decay rule ends runs first (every profile) this is an
+  upper bound until runs of the plan finish: their measured / modelled ratio then scales the rest.
 - *relative_cost*: the method's training cost per epoch relative to a VAE's
   (``TextVAE.relative_cost(hp, epochs)`` in models/).
 - *evaluation*: the IW-NLL's ``e`` seconds per document x sample x time step, times the
@@ -403,6 +405,8 @@ def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots
     ratio = sum(m for m, _ in pairs) / sum(e for _, e in pairs) if pairs else 1.0
     if pairs:
         note += f"; x{ratio:.2f} from {len(pairs)} finished runs of the plan"
+    elif modelled and any(c.profile.max_decays > 0 for c in needed):
+        note += "; each run counted at its epoch cap, an upper bound: the decay rule ends most runs earlier"
     seconds, source = {}, {}
     every = [s for _, s, _ in finished.values()]
     for c in configs:

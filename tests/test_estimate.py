@@ -29,6 +29,7 @@ def test_the_estimate_is_printed_before_the_first_run_on_an_empty_results_dir(tm
     first_done = next(i for i, line in enumerate(lines) if "[done]" in line)
     assert estimate < first_done
     assert re.match(NUMBER, lines[estimate]) and "calibrated on this machine" in lines[estimate]
+    assert "each run counted at its epoch cap, an upper bound" in lines[estimate]  # nothing finished yet
     assert re.match(r"to cut it: --seeds 1 \(1 runs, ~\d+ (s|min|h \d+ min)\)", lines[estimate + 1])
 
 
