@@ -7,7 +7,8 @@ cell compares its mean with a threshold. A claim whose cells have no finished
 run is "not run". A claim on a column whose estimator has a ceiling (MI: log N
 of the test split) gets no verdict when a compared mean sits within
 ``CEILING_MARGIN`` of it: the estimate there says how many documents were
-scored, not how much information the code carries.
+scored, not how much information the code carries. A comparison with a single
+finished seed on either side gets no verdict either (nothing to test against).
 
 On a user corpus (``--datasets DIR``) the claims are checked on the corpus: a
 claim about Yahoo (or Yelp) on each corpus run as that family (``--corpus-like``),
@@ -28,6 +29,7 @@ from .tables import Table
 
 ALPHA = 0.05
 HOLDS, FAILS, NOT_RUN, AT_CEILING = "holds", "does not hold", "not run", "no verdict: at the estimator's ceiling"
+ONE_SEED = "no verdict: one seed"  # a comparison with one seed on a side has no spread to test against
 CEILING_MARGIN = 0.1  # nats: a whole-split MI this close to log N is at its ceiling
 SCALE_BEST = "scale_vae(1.1,1|1.1,7)"  # the paper's best Scale-VAE setting (Tables 1 and 2)
 
@@ -99,6 +101,8 @@ def compare(a: np.ndarray, b: np.ndarray, want_less: bool) -> tuple[str, str]:
     right_sign = difference < 0 if want_less else difference > 0
     p = welch(a, b)
     evidence = f"{a.mean():.3g} vs {b.mean():.3g} (n={a.size}/{b.size}, Welch p={p:.3g})"
+    if min(a.size, b.size) < 2:
+        return ONE_SEED, evidence + ("; right direction" if right_sign else "; wrong direction")
     if right_sign and (p < ALPHA or (math.isnan(p) and a.std() == b.std() == 0)):
         return HOLDS, evidence
     return FAILS, evidence + ("; right direction but not significant" if right_sign else "")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import Verdict
+from .claims import AT_CEILING, FAILS, HOLDS, NOT_RUN, ONE_SEED, Verdict
 from .tables import Table, format_cell, latex_escape, md, paper_units, to_markdown
 
-MARKS = {"holds": "✅ holds", "does not hold": "❌ does not hold", "not run": "— not run",
-         "no verdict: at the estimator's ceiling": "⚠️ no verdict: at the estimator's ceiling"}
+MARKS = {HOLDS: f"✅ {HOLDS}", FAILS: f"❌ {FAILS}", NOT_RUN: f"— {NOT_RUN}", AT_CEILING: f"⚠️ {AT_CEILING}",
+         ONE_SEED: f"⚠️ {ONE_SEED}"}
 
 
 def number(value: float, digits: int, sign: str = "") -> str:

@@ -270,3 +270,11 @@ def test_every_caption_names_the_profile_s_protocol_lineage_and_optimiser(store,
     from benchmarks.config import load_profile
     monkeypatch.setattr(tables, "load_profile", lambda name: load_profile(name, {"lineage": "shen2021"}))
     assert "protocol lineage shen2021 (DU-VAE's text.py), SGD lr 1" in tables.scale_caption("T", "paper", [])
+
+
+def test_a_comparison_with_one_seed_on_a_side_gets_no_verdict():
+    claim = next(c for c in claims.CLAIMS if c.text == "Scale-VAE has a higher MI than BN-VAE(0.6) on Yahoo")
+    one = claims.check(claim, hand_table({SCALE: [5.0], "bn_vae(0.6)": [4.0]}))
+    assert one.verdict == claims.ONE_SEED and "n=1/1" in one.evidence and "right direction" in one.evidence
+    assert claims.check(claim, hand_table({SCALE: [5.0, 5.0], "bn_vae(0.6)": [4.0, 4.0]})).verdict == claims.HOLDS
+    assert claims.check(claim, hand_table({SCALE: [3.0], "bn_vae(0.6)": [4.0, 4.1]})).verdict == claims.ONE_SEED
