@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -237,8 +238,8 @@ def paper_comparison_bars(reproduced: pd.DataFrame, paper: pd.DataFrame, out_dir
         axes[0, 0].set_yticks(y, rows)
         axes[0, 0].invert_yaxis()
         handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in colours]
-        fig.legend(handles, list(sources), loc="upper right", frameon=False, ncols=len(sources))
+        fig.legend(handles, list(sources), loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, ncols=len(sources))
         if caption:
-            fig.suptitle(caption, fontsize=10)
+            fig.suptitle(textwrap.fill(caption, 110), fontsize=10, y=1.02)
         fig.tight_layout()
     return save(fig, out_dir, name)

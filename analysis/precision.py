@@ -103,9 +103,11 @@ def markdown(comparison: pd.DataFrame, weights: pd.DataFrame) -> str:
         lines.append(f"| {r.dataset} | {r.row} | {r.metric} | {number(r.fp32_mean)} ± {number(r.fp32_std)} "
                      f"({r.n_fp32}) | {number(r.bf16_mean)} ± {number(r.bf16_std)} ({r.n_bf16}) | "
                      f"{number(r.difference, 3)} | {number(r.p, 3)}{flag} |")
-    found = comparison[comparison["significant"] & (comparison["metric"] != "train_seconds")]
-    lines += ["", f"Differences in a metric found at p < {ALPHA}: {len(found)} of "
-                  f"{int((comparison['metric'] != 'train_seconds').sum())} (train_seconds is the speed, not a metric)."]
+    metrics = comparison[comparison["metric"] != "train_seconds"]
+    found, tested = metrics[metrics["significant"]], metrics["p"].notna()
+    lines += ["", f"Differences in a metric found at p < {ALPHA}: {len(found)} of {int(tested.sum())} tested"
+                  + (f" ({int((~tested).sum())} not testable: fewer than 2 seeds a side, or no spread)"
+                     if (~tested).any() else "") + " (train_seconds is the speed, not a metric)."]
     if not weights.empty:
         columns = [f"d_{k}" for k in precision.COMPARED if f"d_{k}" in weights]
         lines += ["", "## The same weights evaluated in both precisions (bf16 - fp32, same draws)", "",
@@ -118,8 +120,9 @@ def markdown(comparison: pd.DataFrame, weights: pd.DataFrame) -> str:
 
 
 def write(runs: pd.DataFrame, out: Path, data_dir=None, cache_dir=None) -> Path | None:
-    """``precision.md`` and ``precision.csv`` beside the tables when the experiment has finished runs."""
-    if finished(runs, EXPERIMENT).empty:
+    """``precision.md`` and ``precision.csv`` beside the tables when the experiment has finished runs
+    in both precisions (its bfloat16 runs alone are other experiments' runs, and compare nothing)."""
+    if len(set(finished(runs, EXPERIMENT)["setting"].map(precision_of))) < 2:
         return None
     comparison = trained(runs)
     weights = same_weights(runs, data_dir, cache_dir)

@@ -127,4 +127,4 @@ def test_the_trained_comparison_is_a_welch_test_per_row_and_metric():
     assert table.loc["kl", "significant"] and table.loc["kl", "difference"] == pytest.approx(2.04)
     assert pd.isna(table.loc["au", "p"])  # no spread: no test, no verdict
     text = check.markdown(table.reset_index(), pd.DataFrame())
-    assert "Differences in a metric found at p < 0.05: 1 of 6" in text
+    assert "Differences in a metric found at p < 0.05: 1 of 3 tested (3 not testable: fewer than 2 seeds" in text
