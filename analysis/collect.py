@@ -123,5 +123,10 @@ def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return runs[(runs["experiment"] == experiment) & (runs["status"] == DONE)].drop_duplicates("run_id")
 
 
+def capped_count(runs: pd.DataFrame) -> int:
+    """How many of ``runs`` the epoch cap ended rather than the decay rule (metrics.json "capped")."""
+    return int((pd.to_numeric(runs["capped"], errors="coerce") == 1).sum()) if "capped" in runs else 0
+
+
 def planned_datasets(experiment: str, profile: str) -> list[str]:
     return plan.load(experiment).get("datasets", {}).get(profile, [])

@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from analysis.figures import STYLE, save  # noqa: E402
+from analysis import collect  # noqa: E402
 from benchmarks.errors import UserError  # noqa: E402
 from benchmarks.store import read_json  # noqa: E402
 
@@ -70,7 +71,7 @@ def study_table(runs: pd.DataFrame) -> pd.DataFrame:
         failed = group[group["status"] == "failed"]
         epochs = [(read_json(Path(d) / "failed.json", warn=False) or {}).get("epoch") for d in failed["run_dir"]]
         line = {"protocol": protocol(setting), "row": row, "planned": len(group), "finished": len(done),
-                "capped": int((pd.to_numeric(done["capped"], errors="coerce") == 1).sum()),
+                "capped": collect.capped_count(done),
                 "diverged": len(failed), "diverged_at_epoch": ", ".join(str(e) for e in epochs if e is not None)}
         for key, _, _ in SUMMARY:
             values = pd.to_numeric(done[key], errors="coerce").dropna()
@@ -185,7 +186,6 @@ def write(runs: pd.DataFrame, tables_dir: Path, figures_dir: Path | None) -> lis
 
 
 def main(argv=None) -> int:
-    from analysis import collect
     parser = argparse.ArgumentParser(prog="python -m analysis.steady_state", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default=None, help="write the table and the figure here")

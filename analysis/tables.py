@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.collect import capped_count
 from benchmarks.config import load_profile
 from models import variants
 
@@ -122,7 +123,7 @@ def fill(table: Table, runs: pd.DataFrame, column_of: dict[str, tuple[str, str]]
             table.planned[(row, key)] = len(group)
             table.failed[(row, key)] = int((group["status"] == "failed").sum())
             if "capped" in done:
-                table.capped[(row, key)] = int((pd.to_numeric(done["capped"], errors="coerce") == 1).sum())
+                table.capped[(row, key)] = capped_count(done)
     table.labels.update({r: (row_title(r),) for r in table.rows if r not in table.labels})
     return table
 
