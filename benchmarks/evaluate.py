@@ -25,7 +25,7 @@ import joblib
 
 from . import metrics
 from . import plan as planning
-from .errors import UserError
+from .errors import UserError, terminate_as_interrupt
 from .plan import split_list
 from .store import DONE, RunStore, read_json, write_json
 from .train import load_trained, resolve_device, score
@@ -128,10 +128,11 @@ def main(argv=None) -> int:
     tasks = (joblib.delayed(rescore_one)(str(Path(args.results).absolute()), r, options, threads) for r in todo)
     failed = 0
     try:
-        for summary in joblib.Parallel(n_jobs=args.jobs, return_as="generator_unordered")(tasks):
-            failed += summary["status"] == "failed"
-            print(f"[{summary['status']}] {summary['run_id']}" + (f": {summary['reason']}" if "reason" in summary
-                                                                   else f" ({summary['seconds']:.1f}s)"), flush=True)
+        with terminate_as_interrupt():
+            for summary in joblib.Parallel(n_jobs=args.jobs, return_as="generator_unordered")(tasks):
+                failed += summary["status"] == "failed"
+                print(f"[{summary['status']}] {summary['run_id']}" + (f": {summary['reason']}" if "reason" in summary
+                                                                       else f" ({summary['seconds']:.1f}s)"), flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: re-scored runs are kept; run the same command again to go on", file=sys.stderr)
         return 130

@@ -37,7 +37,7 @@ from . import evaluate
 from . import plan as planning
 from .plan import split_list
 from .config import RunConfig, load_profile
-from .errors import UserError
+from .errors import UserError, terminate_as_interrupt
 from .store import DONE, FAILED, RunStore, read_json
 from .train import train_run
 
@@ -310,7 +310,8 @@ def main(argv=None) -> int:
         estimate.seconds[c.run_id] = (read_json(store.final(c.run_id) / "metrics.json") or {}).get("eval_seconds", 0.0)
     todo += stale
     try:
-        results = execute(todo, args, options, estimate) if todo else []
+        with terminate_as_interrupt():
+            results = execute(todo, args, options, estimate) if todo else []
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are kept in {args.results}; run the same command again to go on "
               "(interrupted runs resume from their last epoch)", file=sys.stderr)

@@ -17,7 +17,7 @@ import pytest
 from benchmarks.train import TIMING_KEYS as TIMING
 from benchmarks import files, train
 from benchmarks.config import resolve
-from benchmarks.store import CORRUPT, DONE, FAILED, RunStore, read_json
+from benchmarks.store import CORRUPT, DONE, FAILED, RunStore, process_alive, read_json
 from benchmarks.train import train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +97,29 @@ def test_a_killed_runner_restarts_with_only_the_unfinished_runs(tmp_path, data_d
     after = published(results)
     assert len(after) == 9 and all(m is not None for m in after.values())
     assert all((runs / name / "metrics.json").stat().st_mtime_ns == stamps[name] for name in before)
+
+
+def test_sigterm_to_a_runner_stops_its_workers_and_says_how_to_go_on(tmp_path, data_dir):
+    """``kill PID`` (or a scheduler's time limit) must not leave workers training, orphaned, with
+    the runs' locks held: a rerun would find those runs "busy elsewhere"."""
+    results = tmp_path / "r"
+    locks = results / "runs" / ".partial"
+    process = subprocess.Popen([sys.executable, "-m", *sweep_args(2), "--jobs", "2", "--results", str(results)],
+                               cwd=REPO, env=env(tmp_path, data_dir), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (held := [p for p in locks.glob("*.lock") if p.read_text().strip()]):
+        assert process.poll() is None and time.time() < deadline, "no worker started training"
+        time.sleep(0.01)
+    worker = int(held[0].read_text().split()[1])
+    assert worker != process.pid  # the lock names a worker process, not the runner
+    process.send_signal(signal.SIGTERM)
+    out = process.communicate(timeout=60)[0]
+    assert process.returncode == 130 and "run the same command again" in out and "Traceback" not in out, out
+    deadline = time.time() + 30
+    while process_alive(worker):
+        assert time.time() < deadline, f"worker {worker} still alive after the runner ended"
+        time.sleep(0.1)
 
 
 def test_two_runners_at_once_train_every_run_exactly_once(tmp_path, data_dir):
