@@ -123,6 +123,11 @@ def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return runs[(runs["experiment"] == experiment) & (runs["status"] == DONE)].drop_duplicates("run_id")
 
 
+# The scale_regime study's experiments: their own table (analysis/steady_state.py) reports them,
+# including the runs the epoch cap ended, so the tables' count of capped runs leaves them out.
+STUDY_EXPERIMENTS = ("scale_regime", "scale_regime_f_average")
+
+
 def capped_count(runs: pd.DataFrame) -> int:
     """How many of ``runs`` the epoch cap ended rather than the decay rule (metrics.json "capped")."""
     return int((pd.to_numeric(runs["capped"], errors="coerce") == 1).sum()) if "capped" in runs else 0

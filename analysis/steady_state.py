@@ -1,5 +1,6 @@
 """The ``scale_regime`` study (issue 14): Scale-VAE and its baselines trained to convergence under
-each protocol of the experiment's grid.
+each protocol of the experiment's grid, with ``scale_regime_f_average``'s other reading of how
+Algorithm 1 averages an epoch's factors (its protocols are named with ``f_average=harmonic``).
 
 - ``study_table``: per protocol and row, mean ± std over finished seeds of f_bar, the unscaled KL,
   MI (both posteriors), AU, NLL under both priors and the epochs trained; how many runs the epoch
@@ -45,7 +46,7 @@ def protocol(setting) -> str:
 
 
 def study_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["experiment"] == EXPERIMENT].drop_duplicates("run_id")
+    return runs[runs["experiment"].isin(collect.STUDY_EXPERIMENTS)].drop_duplicates("run_id")
 
 
 def trace_start(run_dir) -> dict[str, float]:
@@ -79,7 +80,11 @@ def study_table(runs: pd.DataFrame) -> pd.DataFrame:
         f_bars = pd.to_numeric(done.sort_values("seed")["f_mean"], errors="coerce").dropna()
         line["f_bar_per_seed"] = ", ".join(f"{f:.3g}" for f in f_bars)
         lines.append(line)
-    return pd.DataFrame(lines)
+    table = pd.DataFrame(lines)
+    if table.empty:
+        return table
+    rows = {row: i for i, row in enumerate(dict.fromkeys(table["row"]))}  # a row's protocols together
+    return table.sort_values("row", key=lambda column: column.map(rows), kind="stable", ignore_index=True)
 
 
 def number(value: float, digits: int) -> str:
@@ -89,7 +94,8 @@ def number(value: float, digits: int) -> str:
 
 def markdown(table: pd.DataFrame) -> str:
     if table.empty:
-        return f"No run of the {EXPERIMENT} study (python -m benchmarks.run --only {EXPERIMENT}).\n"
+        return (f"No run of the {EXPERIMENT} study (python -m benchmarks.run --only "
+                f"{','.join(collect.STUDY_EXPERIMENTS)}).\n")
     head = (["protocol", "row", "finished / planned", "capped", "diverged (epoch)"] + [t for _, t, _ in SUMMARY]
             + ["f_bar per seed"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -153,7 +153,7 @@ def test_skipping_every_batch_is_one_clear_error(data_dir):
         trainer.train_epoch()
 
 
-def planted_study_run(tmp_path, seed, setting, f_first, f_bar_1, f_final, capped=0):
+def planted_study_run(tmp_path, seed, setting, f_first, f_bar_1, f_final, capped=0, experiment="scale_regime"):
     """One finished Scale-VAE run of the study as ``analysis.collect`` would list it, with its trace."""
     run_dir = tmp_path / f"run-{setting or 'own'}-{seed}"
     run_dir.mkdir()
@@ -168,7 +168,7 @@ def planted_study_run(tmp_path, seed, setting, f_first, f_bar_1, f_final, capped
     with open(run_dir / "history.csv", "w", newline="") as handle:
         handle.write("epoch,f_mean,valid_kl,valid_mi,valid_nll\n")
         handle.write(f"1,{f_bar_1},0.5,-300,140\n2,{f_final},1.0,2.0,130\n")
-    return {"experiment": "scale_regime", "run_id": run_dir.name, "setting": setting, "row": "scale_vae(0.7,1)",
+    return {"experiment": experiment, "run_id": run_dir.name, "setting": setting, "row": "scale_vae(0.7,1)",
             "seed": seed, "status": "done", "run_dir": str(run_dir), "capped": capped, "f_mean": f_final,
             "kl": 1.0, "mi": 2.0, "mi_unscaled": 1.0, "au": 32, "nll": 130.0, "nll_unit_prior": 129.0, "epochs": 2}
 
@@ -188,3 +188,25 @@ def test_the_study_table_reads_where_each_run_s_factors_start_and_shows_every_se
     assert "| lr=1.0 | scale_vae(0.7,1) | 1 / 1 | 0 | 0 | 50000 | 3000.0 | 7e+11 |" in text
     assert len(steady_state.first_factors(runs)) == 6  # two traced batches per run
     assert [p.suffix for p in steady_state.curves_figure(runs, tmp_path / "figures")] == [".png", ".pdf"]
+
+
+def test_the_other_f_average_reading_joins_the_study_table_beside_its_row(tmp_path):
+    """scale_regime_f_average runs protocols (b) and (c) of scale_regime with the harmonic f_bar; its
+    runs are lines of the same table, under the row they vary, named by their protocol."""
+    import pandas as pd
+
+    from analysis import steady_state
+    from benchmarks import plan
+    study, other = plan.load("scale_regime"), plan.load("scale_regime_f_average")
+    assert [{k: v for k, v in entry.items() if k != "f_average"} for entry in other["grid"]] == study["grid"][1:]
+    assert all(entry["f_average"] == "harmonic" for entry in other["grid"])
+    assert other["settings"]["quick"] == study["settings"]["quick"]
+    vae = {**planted_study_run(tmp_path, 0, "lr=1.0", 1.0, 1.0, 1.0), "row": "vae", "run_id": "vae"}
+    runs = pd.DataFrame([planted_study_run(tmp_path, 0, "", 40.0, 30.0, 2.0), vae,
+                         planted_study_run(tmp_path, 0, "lr=1.0,f_average=harmonic", 5e4, 900.0, 300.0,
+                                           experiment="scale_regime_f_average"),
+                         {**vae, "experiment": "table1", "run_id": "elsewhere"}])
+    table = steady_state.study_table(runs)
+    assert list(zip(table["row"], table["protocol"])) == [
+        ("scale_vae(0.7,1)", "profile's own"), ("scale_vae(0.7,1)", "lr=1.0,f_average=harmonic"), ("vae", "lr=1.0")]
+    assert table.loc[1, "f_bar_per_seed"] == "300"
