@@ -1,4 +1,4 @@
-"""How the command-line entry points end when something outside the run stops them.
+"""How the command-line entry points end on bad input, and when a signal stops them.
 
 :class:`UserError`, for bad user input, is defined in ``models.errors`` (the bottom of
 the import order) and re-exported here, so that ``except UserError`` in the harness also
