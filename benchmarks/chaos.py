@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--only", default=None)
-    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--seeds", default=None, help="N or FROM:TO, passed to the runner")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")

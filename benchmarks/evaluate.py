@@ -1,7 +1,7 @@
 """Re-score finished runs with the current metrics code, without training them again.
 
     python -m benchmarks.evaluate [--results DIR] [--only table1,...] [--models vae,...] [--datasets ...]
-        [--profile P] [--seeds N] [--force] [--jobs N] [--device cpu|cuda] [--data-dir DIR] [--cache-dir DIR]
+        [--profile P] [--seeds N|FROM:TO] [--force] [--jobs N] [--device cpu|cuda] [--data-dir DIR] [--cache-dir DIR]
 
 Every ``metrics.json`` records the ``metrics_version`` that scored it (a file
 without one was scored by version 1). This command reloads the stored
@@ -98,7 +98,7 @@ def parse_args(argv=None):
     parser.add_argument("--only", default=None, help="comma-separated experiments")
     parser.add_argument("--models", default=None, help="comma-separated rows or methods")
     parser.add_argument("--datasets", default=None, help="comma-separated datasets")
-    parser.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each experiment")
+    parser.add_argument("--seeds", default=None, help="N (the first N seeds of each experiment) or FROM:TO")
     parser.add_argument("--force", action="store_true", help="re-score runs whose metrics are already current")
     parser.add_argument("--jobs", type=int, default=1, help="runs re-scored in parallel (CPU)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -114,6 +114,7 @@ def main(argv=None) -> int:
         if args.jobs < 1:
             raise UserError(f"--jobs must be >= 1, got {args.jobs}")
         resolve_device(args.device)
+        args.seeds = planning.parse_seeds(args.seeds)
         store = RunStore(args.results)
         if not store.root.is_dir():
             raise UserError(f"no runs under {args.results}/runs; pass the --results DIR your sweep wrote")

@@ -171,15 +171,38 @@ def check_lengths(planned: list[PlannedRun]) -> None:
                                 f"(shortest: {shortest}); use --profile paper (no limit) or add shorter documents")
 
 
-def expand(name: str, profile: str, seeds: int | None = None, corpora: list[str] | None = None,
+def parse_seeds(text: str | None) -> int | slice | None:
+    """``--seeds N`` (the first N seeds of each experiment) or ``--seeds FROM:TO`` (seeds FROM to TO-1, as a
+    Python slice: one machine takes ``--seeds 3``, another ``--seeds 3:5``, and the stores add up)."""
+    if text is None:
+        return None
+    first, colon, last = str(text).strip().partition(":")
+    try:
+        bounds = (int(first), int(last)) if colon else (0, int(first))
+    except ValueError:
+        bounds = None
+    if bounds is None or bounds[0] < 0 or bounds[1] <= bounds[0]:
+        raise UserError(f"--seeds takes N >= 1 (the first N seeds) or FROM:TO with 0 <= FROM < TO "
+                        f"(seeds FROM to TO-1), got {text!r}")
+    return slice(*bounds) if colon else bounds[1]
+
+
+def seeds_of(count: int, seeds: int | slice | None) -> range:
+    """The seeds of an experiment with ``count`` seeds that a ``--seeds`` selection keeps."""
+    if seeds is None:
+        return range(count)
+    return range(count)[seeds] if isinstance(seeds, slice) else range(min(seeds, count))
+
+
+def expand(name: str, profile: str, seeds: int | slice | None = None, corpora: list[str] | None = None,
            corpus_like: str | None = None) -> list[PlannedRun]:
-    """Every run of an experiment under a profile (``seeds``: only the first N seeds); with ``corpora``,
-    on those user corpora instead of its datasets, as ``corpus_like`` ("yahoo"/"yelp") says."""
+    """Every run of an experiment under a profile (``seeds``: the first N seeds, or a slice of them); with
+    ``corpora``, on those user corpora instead of its datasets, as ``corpus_like`` ("yahoo"/"yelp") says."""
     spec = load(name)
     datasets = spec.get("datasets", {}).get(profile)
     if not datasets:
         raise UserError(f"experiment {name!r} names no datasets for profile {profile!r}; add them under [datasets]")
-    count = spec.get("seeds", 5) if seeds is None else min(seeds, spec.get("seeds", 5))
+    chosen = seeds_of(spec.get("seeds", 5), seeds)
     grid = spec.get("grid", [{}])
     family = corpus_like or DEFAULT_CORPUS_LIKE
     if corpora:  # (dataset, the dataset whose per-dataset settings it takes)
@@ -192,13 +215,13 @@ def expand(name: str, profile: str, seeds: int | None = None, corpora: list[str]
             for entry in grid:
                 label = ",".join(f"{k}={v}" for k, v in entry.items())
                 values = {**settings_for(spec, profile, settings_of), **entry}
-                for seed in range(count):
+                for seed in chosen:
                     config = resolve(row, dataset, profile, seed, as_settings(values), family if corpora else None)
                     planned.append(PlannedRun(name, row, dataset, label, seed, config))
     return planned
 
 
-def plan(profile: str, experiments: list[str] | None = None, seeds: int | None = None,
+def plan(profile: str, experiments: list[str] | None = None, seeds: int | slice | None = None,
          models: list[str] | None = None, datasets: list[str] | None = None,
          corpus_like: str | None = None) -> list[PlannedRun]:
     """The runs of several experiments; ``models`` keeps rows whose name or method is listed,

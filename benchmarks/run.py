@@ -1,7 +1,7 @@
 """Run experiments: every configuration over its seeds, in parallel, resumable.
 
     python -m benchmarks.run --profile quick [--only table1,table3] [--models vae,scale_vae]
-        [--datasets yahoo_small] [--seeds 5] [--jobs N] [--runs-per-device K] [--dry-run] [--retry-failed]
+        [--datasets yahoo_small] [--seeds 5 | --seeds 3:5] [--jobs N] [--runs-per-device K] [--dry-run] [--retry-failed]
         [--datasets DIR[,DIR...] [--corpus-like yahoo|yelp]]   (your own corpora: docs/your-corpus.md)
         [--backend loky|dask --scheduler ADDRESS] [--data-dir DIR] [--results DIR] [--cache-dir DIR]
 
@@ -136,7 +136,7 @@ def cut_plans(args, profile: str, configs: list[RunConfig]) -> dict[str, list[Ru
     """The runs of the same command with --seeds 1, or with --only core: the quick ways to a first result."""
     only, models_, datasets = split_list(args.only), split_list(args.models), split_list(args.datasets)
     cuts = {}
-    if args.seeds != 1:
+    if args.seeds is None or (isinstance(args.seeds, int) and args.seeds > 1):
         cuts["--seeds 1"] = (only, 1)
     if only != ["core"]:
         cuts["--only core"] = (["core"], args.seeds)
@@ -242,7 +242,8 @@ def parse_args(argv=None):
     parser.add_argument("--corpus-like", default=None, metavar="yahoo|yelp",
                         help="whose side of the paper's 'a | b' rows and per-dataset settings a corpus takes "
                              f"(default {planning.DEFAULT_CORPUS_LIKE}; docs/your-corpus.md)")
-    parser.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each experiment")
+    parser.add_argument("--seeds", default=None, help="N: only the first N seeds of each experiment; FROM:TO: "
+                        "seeds FROM to TO-1 (e.g. 3:5 on a second machine while the first runs --seeds 3)")
     parser.add_argument("--jobs", type=int, default=0, help="CPU workers (default: one per core)")
     parser.add_argument("--runs-per-device", type=int, default=1, help="concurrent runs per GPU")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -262,8 +263,7 @@ def main(argv=None) -> int:
     try:
         if args.backend == "dask" and not args.scheduler:
             raise UserError("--backend dask needs --scheduler tcp://HOST:PORT of a running Dask scheduler")
-        if args.seeds is not None and args.seeds < 1:
-            raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+        args.seeds = planning.parse_seeds(args.seeds)
         if args.jobs < 0 or args.runs_per_device < 1:
             raise UserError("--jobs must be >= 0 and --runs-per-device >= 1")
         profile = args.profile or ("paper" if torch.cuda.is_available() else "quick")

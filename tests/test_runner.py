@@ -60,6 +60,22 @@ def test_a_sweep_with_two_workers_trains_each_run_once(tmp_path, data_dir, capsy
     assert stamps == {p: (tmp_path / "r" / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs}
 
 
+def test_seed_slices_partition_the_plan_and_their_stores_add_up(tmp_path, data_dir, capsys):
+    def ids(seeds):
+        return {c.run_id for c in plan.unique_runs(plan.plan("quick", ["table1", "scale_regime"], seeds))}
+    first, rest = ids(3), ids(plan.parse_seeds("3:5"))
+    assert first | rest == ids(None) and not first & rest
+    assert ids(plan.parse_seeds("3:9")) == rest  # past an experiment's seeds there is nothing more
+    assert {p.seed for p in plan.expand("scale_regime", "quick", plan.parse_seeds("1:2"))} == {1}
+    assert sweep(tmp_path, data_dir, "r", "--seeds", "1:2") == 0  # a second machine's share first
+    assert {read_json(p.parent / "config.json")["seed"] for p in (tmp_path / "r" / "runs").glob("*/metrics.json")} == {1}
+    assert sweep(tmp_path, data_dir, "r", "--seeds", "1") == 0  # the first machine's share
+    capsys.readouterr()
+    assert sweep(tmp_path, data_dir, "r", "--dry-run") == 0  # both seeds, as one machine would have run them
+    assert ", 0 to train" in capsys.readouterr().out
+    assert set(finished(tmp_path, "r")) == {c.run_id for c in plan.unique_runs(plan.plan("smoke", ["table1"], 2, ["vae", "lstm_lm"]))}
+
+
 def test_the_dask_backend_gives_the_same_results_as_the_local_one(tmp_path, data_dir):
     distributed = pytest.importorskip("distributed")
     assert sweep(tmp_path, data_dir, "local", "--jobs", "2") == 0
@@ -97,7 +113,9 @@ def test_ctrl_c_says_how_to_go_on_instead_of_a_traceback(tmp_path, capsys, monke
     (["--only", "table9"], "unknown experiment 'table9'"),
     (["--models", "nope"], "'nope' is in none of the selected experiments"),
     (["--backend", "dask"], "needs --scheduler"),
-    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--seeds", "0"], "--seeds takes N >= 1"),
+    (["--seeds", "4:2"], "FROM:TO with 0 <= FROM < TO"),
+    (["--seeds", "two"], "got 'two'"),
     (["--profile", "huge"], "unknown profile 'huge'"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(args, fragment, capsys):
