@@ -69,9 +69,11 @@ def infer_datasets(results_dir, profile: str, corpus_like: str | None = None) ->
     return sorted(corpora), corpus_like, []
 
 
-def collect(results_dir, profile: str, datasets: list[str] | None = None, corpus_like: str | None = None) -> pd.DataFrame:
-    """Every run the experiments plan under ``profile``, with its status and metrics (with ``datasets``
-    and ``corpus_like``, the plan of ``python -m benchmarks.run --datasets ... --corpus-like ...``).
+def collect(results_dir, profile: str, datasets: list[str] | None = None, corpus_like: str | None = None,
+            seeds: int | slice | None = None) -> pd.DataFrame:
+    """Every run the experiments plan under ``profile``, with its status and metrics (with ``datasets``,
+    ``corpus_like`` and ``seeds``, the plan of ``python -m benchmarks.run --datasets ... --corpus-like ...
+    --seeds ...``).
 
     Columns: experiment, row, method, dataset, family, corpus, setting, seed, run_id,
     status, reason, run_dir and METRIC_KEYS (NaN where not finished). ``family`` is the
@@ -81,7 +83,7 @@ def collect(results_dir, profile: str, datasets: list[str] | None = None, corpus
     """
     store = RunStore(results_dir)
     records = []
-    for p in plan.plan(profile, datasets=datasets, corpus_like=corpus_like):
+    for p in plan.plan(profile, seeds=seeds, datasets=datasets, corpus_like=corpus_like):
         status = store.status(p.run_id)
         spec = data.get_dataset(p.dataset, family=p.config.family)
         record = {"experiment": p.experiment, "row": p.row, "method": p.config.model, "dataset": p.dataset,

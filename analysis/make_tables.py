@@ -124,6 +124,15 @@ def make_figures(runs: pd.DataFrame, built: dict, papers: dict, figures_dir: Pat
     return [Path(p) for p in paths], extra
 
 
+def seed_selection(seeds: int | slice | None) -> str:
+    """How the report names a ``--seeds`` selection ("" for every seed)."""
+    if seeds is None:
+        return ""
+    if isinstance(seeds, slice):
+        return f"`--seeds {seeds.start}:{seeds.stop}`: seeds {seeds.start} to {seeds.stop - 1} of each experiment only"
+    return f"`--seeds {seeds}`: the first {seeds} seed(s) of each experiment only"
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python analysis/make_tables.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results", help="results directory (with runs/)")
@@ -135,6 +144,8 @@ def parse_args(argv=None):
                              "when all of them are on corpora, else the experiments' own datasets)")
     parser.add_argument("--corpus-like", default=None, metavar="yahoo|yelp",
                         help="as given to python -m benchmarks.run (default: the family the corpus runs took)")
+    parser.add_argument("--seeds", default=None, help="as given to python -m benchmarks.run: N (the first N seeds "
+                        "of each experiment) or FROM:TO (seeds FROM to TO-1), e.g. to compare two groups of seeds")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--no-pdf", action="store_true", help="do not compile the tables with pdflatex")
     parser.add_argument("--data-dir", default=None)
@@ -157,7 +168,8 @@ def main(argv=None) -> int:
             datasets, corpus_like, notes = collect.infer_datasets(results, profile, corpus_like)
             for line in notes:
                 print(line)
-        runs = collect.collect(results, profile, datasets, corpus_like)
+        seeds = plan.parse_seeds(args.seeds)
+        runs = collect.collect(results, profile, datasets, corpus_like, seeds)
         corpora = plan.corpora_of(datasets)
         skips = plan.corpus_skips(None, corpora)  # one line per experiment left out on a corpus
         skipped = {}  # experiment -> why, when it runs on none of the corpora
@@ -199,8 +211,8 @@ def main(argv=None) -> int:
             extra += ["Differences in a metric found" + summary[1].split("\n", 1)[0], ""]
     if skips:
         extra = ["Experiments left out on your corpus:", ""] + [f"- {line}" for line in skips] + ["", *extra]
-    (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, verdicts, figures, root, extra),
-                                    encoding="utf-8")
+    (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, verdicts, figures, root, extra,
+                                                           seed_selection(seeds)), encoding="utf-8")
     if not args.no_pdf:
         problem = report.compile_tables(tex_files + [out / "comparison.tex"], out / "tables.pdf", out / "tables.png")
         print(problem or f"compiled {out / 'tables.pdf'} (page 1: {out / 'tables.png'})")

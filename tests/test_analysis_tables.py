@@ -207,6 +207,18 @@ def test_make_tables_end_to_end_on_partial_results(store, capsys):
     assert "no results store" in capsys.readouterr().err
 
 
+def test_a_seed_selection_tabulates_those_seeds_alone_and_says_so(store, capsys):
+    """Two groups of seeds of one store (e.g. a second machine's --seeds 3:5) give their own tables."""
+    for seeds, cell in (("3:5", "107.0 ± 1.4"), ("2", "101.0 ± 1.4")):
+        out = store / f"tables-{seeds}"
+        assert make_tables.main(["--results", str(store), "--out", str(out), "--no-figures", "--no-pdf",
+                                 "--seeds", seeds]) == 0
+        assert f"| vae | Yahoo NLL | {cell} |" in (out / "comparison.md").read_text()
+        assert f"`--seeds {seeds}`" in (store / "REPORT.md").read_text()
+    assert make_tables.main(["--results", str(store), "--seeds", "5:3", "--no-figures", "--no-pdf"]) == 2
+    assert "FROM:TO" in capsys.readouterr().err
+
+
 def test_the_tables_compile_with_pdflatex(store, tmp_path):
     if shutil.which("pdflatex") is None:
         if os.environ.get("CI"):
