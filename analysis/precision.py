@@ -34,17 +34,32 @@ def precision_of(setting: str) -> str:
     return setting.split("precision=", 1)[1].split(",")[0] if "precision=" in setting else ""
 
 
+def ran_no_bf16(run_dir) -> bool:
+    """Whether a run recorded that no part of it ran in bfloat16 (``bf16_parts`` empty: a bf16 run on a CPU
+    without AMX computes in float32, models/networks.py ``bf16_parts``)."""
+    return (read_json(Path(run_dir) / "metrics.json", warn=False) or {}).get("bf16_parts") == []
+
+
 def trained(runs: pd.DataFrame) -> pd.DataFrame:
-    """One line per (dataset, row, metric): n, mean and std per precision, bf16 - fp32, Welch's t and p."""
+    """One line per (dataset, row, metric): n, mean and std per precision, bf16 - fp32, Welch's t and p.
+    bf16 runs that ran no part in bfloat16 are float32 runs: they are left out (counted in
+    ``bf16_left_out``), since a comparison with them would find no difference by construction."""
     done = finished(runs, EXPERIMENT).assign(precision=lambda f: f["setting"].map(precision_of))
+    if "run_dir" in done:
+        done = done.assign(left_out=(done["precision"] == "bf16") & done["run_dir"].map(ran_no_bf16))
+    else:
+        done = done.assign(left_out=False)
     lines = []
     for (dataset, row), group in done.groupby(["dataset", "row"], sort=False):
+        left_out = int(group["left_out"].sum())
+        group = group[~group["left_out"]]
         low, high = (group[group["precision"] == p] for p in ("fp32", "bf16"))
         for metric in METRICS:
             a, b = low[metric].dropna(), high[metric].dropna()
             line = {"dataset": dataset, "row": row, "metric": metric, "n_fp32": len(a), "n_bf16": len(b),
                     "fp32_mean": a.mean(), "fp32_std": a.std(), "bf16_mean": b.mean(), "bf16_std": b.std(),
-                    "difference": b.mean() - a.mean(), "t": float("nan"), "p": float("nan")}
+                    "difference": b.mean() - a.mean(), "t": float("nan"), "p": float("nan"),
+                    "bf16_left_out": left_out}
             if len(a) >= 2 and len(b) >= 2 and (a.std() > 0 or b.std() > 0):
                 test = stats.ttest_ind(b, a, equal_var=False)
                 line["t"], line["p"] = float(test.statistic), float(test.pvalue)
@@ -108,6 +123,13 @@ def markdown(comparison: pd.DataFrame, weights: pd.DataFrame) -> str:
     lines += ["", f"Differences in a metric found at p < {ALPHA}: {len(found)} of {int(tested.sum())} tested"
                   + (f" ({int((~tested).sum())} not testable: fewer than 2 seeds a side, or no spread)"
                      if (~tested).any() else "") + " (train_seconds is the speed, not a metric)."]
+    left_out = int(comparison.drop_duplicates(["dataset", "row"])["bf16_left_out"].sum()) \
+        if "bf16_left_out" in comparison else 0
+    if left_out:
+        lines += ["", f"**{left_out} bf16 run(s) ran no part in bfloat16** (their `bf16_parts` is empty: the machine "
+                      "that trained them has no AMX, models/networks.py `bf16_parts`). They computed in float32 and are "
+                      "left out: compared with the float32 runs they would agree by construction, so they say nothing "
+                      "about bfloat16. Train them on a CPU with AMX or on a GPU."]
     if not weights.empty:
         columns = [f"d_{k}" for k in precision.COMPARED if f"d_{k}" in weights]
         lines += ["", "## The same weights evaluated in both precisions (bf16 - fp32, same draws)", "",

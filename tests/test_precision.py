@@ -128,3 +128,29 @@ def test_the_trained_comparison_is_a_welch_test_per_row_and_metric():
     assert pd.isna(table.loc["au", "p"])  # no spread: no test, no verdict
     text = check.markdown(table.reset_index(), pd.DataFrame())
     assert "Differences in a metric found at p < 0.05: 1 of 3 tested (3 not testable: fewer than 2 seeds" in text
+
+
+def test_bf16_runs_that_ran_no_part_in_bfloat16_are_left_out_of_the_comparison(tmp_path):
+    """On a CPU without AMX a bf16 run computes in float32: comparing it would hold by construction."""
+    import pandas as pd
+
+    from analysis import precision as check
+    lines = []
+    for p in ("fp32", "bf16"):
+        for i in range(3):
+            run_dir = tmp_path / f"{p}{i}"
+            run_dir.mkdir()
+            (run_dir / "metrics.json").write_text(json.dumps({"bf16_parts": []}))
+            lines.append({"experiment": "precision", "status": "done", "run_id": f"{p}{i}", "dataset": "d",
+                          "row": "vae", "setting": f"precision={p}", "seed": i, "run_dir": str(run_dir),
+                          "nll": 100.0 + i, "nll_unit_prior": 100.0 + i, "kl": 1.0 + i / 10, "mi": 0.5,
+                          "mi_unscaled": 0.5, "au": 3, "train_seconds": 10.0})
+    table = check.trained(pd.DataFrame(lines))
+    assert (table["n_bf16"] == 0).all() and (table["n_fp32"] == 3).all() and table["p"].isna().all()
+    assert not table["significant"].any()
+    text = check.markdown(table, pd.DataFrame())
+    assert "**3 bf16 run(s) ran no part in bfloat16**" in text and "0 of 0 tested" in text
+    for i in range(3):  # the same runs where bfloat16 did run: compared as before
+        (tmp_path / f"bf16{i}" / "metrics.json").write_text(json.dumps({"bf16_parts": ["decoder_lstm"]}))
+    table = check.trained(pd.DataFrame(lines))
+    assert (table["n_bf16"] == 3).all() and "ran no part" not in check.markdown(table, pd.DataFrame())
