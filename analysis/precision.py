@@ -19,6 +19,7 @@ from scipy import stats
 
 from analysis.collect import finished
 from benchmarks import precision
+from models import bf16_parts
 from benchmarks.errors import UserError
 from benchmarks.metrics import METRICS_VERSION
 from benchmarks.store import read_json, write_json
@@ -89,7 +90,10 @@ def same_weights_of_run(run_dir, data_dir=None, cache_dir=None) -> dict:
 
 
 def same_weights(runs: pd.DataFrame, data_dir=None, cache_dir=None) -> pd.DataFrame:
-    """One line per finished float32 run of the experiment: bf16 - fp32 of each metric."""
+    """One line per finished float32 run of the experiment: bf16 - fp32 of each metric. Empty on a CPU that
+    runs no part in bfloat16 (no AMX), where both scorings would be float32's by construction."""
+    if not bf16_parts("cpu"):
+        return pd.DataFrame()
     done = finished(runs, EXPERIMENT)
     lines = []
     for run in done[done["setting"].map(precision_of) == "fp32"].itertuples():
@@ -130,6 +134,9 @@ def markdown(comparison: pd.DataFrame, weights: pd.DataFrame) -> str:
                       "that trained them has no AMX, models/networks.py `bf16_parts`). They computed in float32 and are "
                       "left out: compared with the float32 runs they would agree by construction, so they say nothing "
                       "about bfloat16. Train them on a CPU with AMX or on a GPU."]
+    if weights.empty and not bf16_parts("cpu"):
+        lines += ["", "The same-weights check was not run: this machine's CPU runs no part in bfloat16 (no AMX, "
+                      "models/networks.py `bf16_parts`), so both of its scorings would be float32's."]
     if not weights.empty:
         columns = [f"d_{k}" for k in precision.COMPARED if f"d_{k}" in weights]
         lines += ["", "## The same weights evaluated in both precisions (bf16 - fp32, same draws)", "",

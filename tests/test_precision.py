@@ -154,3 +154,18 @@ def test_bf16_runs_that_ran_no_part_in_bfloat16_are_left_out_of_the_comparison(t
         (tmp_path / f"bf16{i}" / "metrics.json").write_text(json.dumps({"bf16_parts": ["decoder_lstm"]}))
     table = check.trained(pd.DataFrame(lines))
     assert (table["n_bf16"] == 3).all() and "ran no part" not in check.markdown(table, pd.DataFrame())
+
+
+def test_the_same_weights_check_is_not_run_where_bfloat16_runs_nowhere(monkeypatch):
+    """Without AMX both scorings are float32's: the check would find 0 by construction."""
+    import pandas as pd
+
+    from analysis import precision as check
+    monkeypatch.setattr(check, "bf16_parts", lambda device_type: frozenset())
+    runs = pd.DataFrame([{"experiment": "precision", "status": "done", "run_id": "r", "dataset": "d", "row": "vae",
+                          "setting": "precision=fp32", "seed": 0, "run_dir": "/nonexistent"}])
+    assert check.same_weights(runs).empty  # nothing loaded, nothing scored
+    assert "same-weights check was not run" in check.markdown(
+        pd.DataFrame([{"dataset": "d", "row": "vae", "metric": "nll", "n_fp32": 1, "n_bf16": 0, "fp32_mean": 1.0,
+                       "fp32_std": 0.0, "bf16_mean": float("nan"), "bf16_std": float("nan"), "difference": float("nan"),
+                       "t": float("nan"), "p": float("nan"), "significant": False, "bf16_left_out": 0}]), pd.DataFrame())
