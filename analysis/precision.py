@@ -19,11 +19,11 @@ from scipy import stats
 
 from analysis.collect import finished
 from benchmarks import precision
-from models import bf16_parts
 from benchmarks.errors import UserError
 from benchmarks.metrics import METRICS_VERSION
 from benchmarks.store import read_json, write_json
 from benchmarks.train import load_trained, loader
+from models import bf16_parts
 
 EXPERIMENT = "precision"
 METRICS = ["nll", "nll_unit_prior", "kl", "mi", "mi_unscaled", "au", "train_seconds"]
@@ -46,10 +46,8 @@ def trained(runs: pd.DataFrame) -> pd.DataFrame:
     bf16 runs that ran no part in bfloat16 are float32 runs: they are left out (counted in
     ``bf16_left_out``), since a comparison with them would find no difference by construction."""
     done = finished(runs, EXPERIMENT).assign(precision=lambda f: f["setting"].map(precision_of))
-    if "run_dir" in done:
-        done = done.assign(left_out=(done["precision"] == "bf16") & done["run_dir"].map(ran_no_bf16))
-    else:
-        done = done.assign(left_out=False)
+    no_bf16 = done["run_dir"].map(ran_no_bf16) if "run_dir" in done else False
+    done = done.assign(left_out=(done["precision"] == "bf16") & no_bf16)
     lines = []
     for (dataset, row), group in done.groupby(["dataset", "row"], sort=False):
         left_out = int(group["left_out"].sum())

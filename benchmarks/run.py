@@ -136,7 +136,7 @@ def cut_plans(args, profile: str, configs: list[RunConfig]) -> dict[str, list[Ru
     """The runs of the same command with --seeds 1, or with --only core: the quick ways to a first result."""
     only, models_, datasets = split_list(args.only), split_list(args.models), split_list(args.datasets)
     cuts = {}
-    if args.seeds is None or (isinstance(args.seeds, int) and args.seeds > 1):
+    if not isinstance(args.seeds, slice) and args.seeds != 1:  # a slice has no first-seed cut
         cuts["--seeds 1"] = (only, 1)
     if only != ["core"]:
         cuts["--only core"] = (["core"], args.seeds)
