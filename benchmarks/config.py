@@ -20,6 +20,10 @@ LINEAGE_TABLE = "lineages"  # [lineages.NAME] in profiles.toml: the values a lin
 # Profile fields added after runs were stored, with the value every earlier run had: a configuration
 # without the field means that value, and a run at that value keeps the id it had before the field.
 LATER_FIELDS = {"precision": "fp32", "lineage": "he2019", "min_train_batch": 0, "valid_iw_samples": 0}
+# Profile fields that belong to the device, not to the run: a run keeps the profile's own value in its
+# configuration (so its id, which always held it, stays), and the device decides what is used.
+DEVICE_FIELDS = {"eval_memory_mb": "the IW-NLL's memory is the device's, not the run's: pass --eval-memory-mb MB "
+                                   "to benchmarks.run, benchmarks.train or benchmarks.evaluate"}
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ def split_overrides(model: str, settings: list[str]) -> tuple[dict[str, str], di
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set expects key=value, got {item!r}")
+        if key in DEVICE_FIELDS:
+            raise UserError(f"--set {key}: {DEVICE_FIELDS[key]}")
         if key in model_keys:
             hyper[key] = value
         elif key in profile_fields():

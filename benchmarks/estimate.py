@@ -42,7 +42,8 @@ import torch
 
 import models
 
-from . import metrics, perf
+from . import devices as machine
+from . import memory, metrics, perf
 from .config import RunConfig
 from .errors import UserError
 from .protocol import Trainer
@@ -185,7 +186,8 @@ def calibrate_group(config: RunConfig, options: dict, device, barrier=None) -> d
     full = max(b.size for b in batches)
     widest = batches[-1]
     flops = perf.vae_step_flops(arch, int(widest.lengths.sum()), widest.size)
-    docs = max(2, min(full, int(full * FLOP_CAP / flops))) if flops > FLOP_CAP else full
+    capped = device.type == "cpu"  # a GPU times whole batches and every IW sample: its time is not linear in them
+    docs = max(2, min(full, int(full * FLOP_CAP / flops))) if capped and flops > FLOP_CAP else full
     batches = [perf.first_documents(b, docs) for b in batches]
     scale = full / docs  # documents timed per batch -> a whole batch (only at sizes where time ~ documents)
     step.seconds_per_step(batches[-1:])  # warm-up at the largest shapes
@@ -205,8 +207,9 @@ def calibrate_group(config: RunConfig, options: dict, device, barrier=None) -> d
     chunk = perf.first_documents(test, EVAL_DOCS)
     width = int(chunk.tokens.shape[1])
     per_sample = perf.vae_step_flops(arch, int(chunk.lengths.sum()), chunk.size) / 3
-    samples = max(1, min(p.iw_samples, int(FLOP_CAP / per_sample)))
-    seconds = perf.timed(lambda: metrics.evaluate(model, [chunk], samples, p.eval_memory_mb), device, 3)
+    samples = max(1, min(p.iw_samples, int(FLOP_CAP / per_sample))) if capped else p.iw_samples
+    budget = machine.eval_memory_mb(p.eval_memory_mb, device, options.get("eval_memory_mb"))
+    seconds = perf.timed(lambda: metrics.evaluate(model, [chunk], samples, budget), device, 3)
     # the share of its threads' time this process got while timing: below 1 when other processes
     # (not the runs' own workers, which are timed too) kept the cores busy
     share = (time.process_time() - cpu) / ((time.perf_counter() - wall) * torch.get_num_threads())
@@ -229,16 +232,45 @@ def calibrate_worker(configs_json: list[dict], options: dict, threads: int, devi
         torch.set_num_threads(previous)
 
 
+def calibration_task(configs_json: list[dict], options: dict, threads: int, device, barrier) -> dict:
+    """``calibrate_worker`` as a task of a GPU slot's worker (benchmarks/scheduler.py)."""
+    return {"run_id": "calibration", "status": "done",
+            "rates": calibrate_worker(configs_json, options, threads, device, barrier)}
+
+
+def calibrate_on_gpus(configs: list[dict], options: dict, threads: int, slots: list[machine.Slot]) -> list[list[dict]]:
+    """The calibration in the sweep's own GPU workers, one per slot, all at once (runs sharing a GPU
+    are timed sharing it); never in this process, which holds no CUDA context."""
+    import multiprocessing
+
+    from .scheduler import DeviceScheduler, Task
+
+    manager = multiprocessing.Manager()
+    try:
+        barrier = manager.Barrier(len(slots))
+        tasks = [Task(f"calibration-{s.index}", lambda slot: (calibration_task, (configs, options, threads,
+                                                                                 slot.run_device, barrier)))
+                 for s in slots]
+        done = DeviceScheduler(slots, {s.device: None for s in slots}, threads).run(tasks, lambda summary: None)
+    finally:
+        manager.shutdown()
+    if any("rates" not in d for d in done):
+        raise RuntimeError(next(d.get("reason", "a worker failed") for d in done if "rates" not in d))
+    return [d["rates"] for d in done]
+
+
 def calibrate(groups: dict[tuple, RunConfig], options: dict, jobs: int, threads: int,
-              slots: list[str] | None, local: bool = False) -> dict[tuple, Rates]:
+              slots: list[machine.Slot] | None, local: bool = False) -> dict[tuple, Rates]:
     """Each group's rates: timed in ``jobs`` worker processes at once (the runs' sharing of the
-    machine), or in this process when ``jobs`` is 1 or ``local``."""
+    machine), or in this process when ``jobs`` is 1 or ``local``; on GPUs in the ``slots``' workers."""
     if not groups:
         return {}
     vae = dataclasses.asdict(models.hyperparameters("vae"))
     configs = [dataclasses.replace(c, model="vae", hyperparameters=vae).to_json() for c in groups.values()]
-    devices = slots or [str(resolve_device(options.get("device")))] * max(1, jobs)
-    if jobs <= 1 or local:
+    devices = [str(resolve_device(options.get("device")))] * max(1, jobs)
+    if slots:
+        results = calibrate_on_gpus(configs, options, threads, slots)
+    elif jobs <= 1 or local:
         results = [calibrate_worker(configs, options, threads, devices[0])]
     else:
         import multiprocessing
@@ -333,6 +365,7 @@ class Estimate:
     missing: dict[str, str] = field(default_factory=dict)  # dataset -> why its runs have no estimate
     ratio: float = 1.0  # measured / modelled over finished runs (applied to the model's numbers)
     quiet: dict[str, float] = field(default_factory=dict)  # run id -> seconds if nothing else used the CPU
+    peak_mb: dict[str, float | None] = field(default_factory=dict)  # run id -> estimated GPU peak (GPUs only)
 
     def quiet_wall(self, run_ids) -> float | None:
         """As ``wall``, with the model's runs at the speed the calibration would have had alone."""
@@ -358,7 +391,7 @@ def makespan(times: list[float], jobs: int) -> float:
     return max(loads)
 
 
-def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots: list[str] | None = None,
+def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots: list[machine.Slot] | None = None,
              options: dict | None = None, local: bool = False) -> Estimate:
     """Estimated seconds of every run of ``configs`` (see the module's docstring)."""
     options = options or {}
@@ -418,7 +451,13 @@ def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots
             seconds[c.run_id], source[c.run_id] = mean(every), "measured"
     quiet = {c.run_id: seconds[c.run_id] * rates[group_key(c, shapes[c.run_id].vocab)].share
              for c in configs if source.get(c.run_id) == "model" and not pairs}  # finished runs: their ratio
-    return Estimate(seconds, source, jobs, note, corpora.missing, ratio, quiet)
+    peaks = {}
+    if slots:  # the memory guard's figures: the method's table rows at the run's widest training batch
+        for c in configs:
+            if (shape := corpora.shapes(c)) is not None:
+                width = max(w for _, w in shape.train)
+                peaks[c.run_id] = memory.peak_mb(c.model, c.profile, shape.vocab, width)
+    return Estimate(seconds, source, jobs, note, corpora.missing, ratio, quiet, peaks)
 
 
 # ----------------------------------------------------------------------------- words

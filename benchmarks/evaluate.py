@@ -11,7 +11,10 @@ is older than ``benchmarks.metrics.METRICS_VERSION`` (every selected run with
 numbers a fresh run would report) and rewrites ``metrics.json``: the training
 record (times, epochs, method state) is kept, the evaluation is replaced. The
 runner (``benchmarks.run``) does the same for finished runs it finds stale.
-Without a filter every finished run under ``--results`` is selected.
+Without a filter every finished run under ``--results`` is selected. A fault of
+the machine (GPU out of memory, a CUDA error) while re-scoring writes nothing: the
+run keeps its metrics, is listed as unfinished (exit code 1) and is re-scored on
+the next invocation.
 """
 from __future__ import annotations
 
@@ -23,12 +26,16 @@ from pathlib import Path
 
 import joblib
 
+import models
+
+from . import devices as machine
 from . import metrics
 from . import plan as planning
-from .errors import UserError, terminate_as_interrupt
+from .errors import MachineFault, UserError, machine_fault_kind, terminate_as_interrupt
 from .plan import split_list
-from .store import DONE, RunStore, read_json, write_json
-from .train import load_trained, resolve_device, score
+from .protocol import describe
+from .store import DONE, UNFINISHED, RunStore, read_json, write_json
+from .train import load_trained, release_device_memory, resolve_device, score
 
 
 def metrics_version(result: dict) -> int:
@@ -41,15 +48,27 @@ def is_stale(run_dir: Path) -> bool:
     return result is not None and metrics_version(result) < metrics.METRICS_VERSION
 
 
-def rescore(run_dir, *, data_dir=None, cache_dir=None, device="cpu") -> dict:
-    """Score a finished run's best model again and rewrite its ``metrics.json``; returns the new metrics."""
+def rescore(run_dir, *, data_dir=None, cache_dir=None, device="cpu", eval_memory_mb: int | None = None) -> dict:
+    """Score a finished run's best model again and rewrite its ``metrics.json``; returns the new metrics.
+
+    A fault of the machine raises MachineFault before anything is written: it is no
+    failure of the run, which keeps its metrics as they were and is re-scored next time.
+    """
     run_dir = Path(run_dir)
     old = read_json(run_dir / "metrics.json")
     if old is None:
         raise UserError(f"{run_dir}/metrics.json is unreadable; train the run again (python -m benchmarks.run)")
     device = resolve_device(device)
-    model, corpus, config = load_trained(run_dir, data_dir=data_dir, cache_dir=cache_dir, device=device)
-    fresh = score(model, corpus, config, device)
+    try:
+        model, corpus, config = load_trained(run_dir, data_dir=data_dir, cache_dir=cache_dir, device=device)
+        models.networks.float32_matmul_policy(device)  # as in training: IEEE float32, no TF32 on CUDA
+        budget = machine.eval_memory_mb(config.profile.eval_memory_mb, device, eval_memory_mb)
+        fresh = score(model, corpus, config, device, budget)
+    except Exception as error:
+        if (kind := machine_fault_kind(error)) is None:
+            raise
+        release_device_memory(error)
+        raise MachineFault(kind, run_dir.name, describe(error)) from error
     kept = {k: v for k, v in old.items() if k not in metrics.RETIRED_KEYS}
     result = {**kept, **fresh, "scored_by": {"metrics_version": fresh["metrics_version"], "device": str(device),
                                              "previous_version": metrics_version(old)}}
@@ -88,6 +107,8 @@ def rescore_one(results_dir: str, run_id: str, options: dict, threads: int) -> d
         _, status = rescore_locked(results_dir, run_id, **options)
     except UserError as error:
         return {"run_id": run_id, "status": "failed", "reason": str(error), "seconds": 0.0}
+    except MachineFault as fault:
+        return {"run_id": run_id, "status": UNFINISHED, "reason": str(fault), "seconds": 0.0}
     return {"run_id": run_id, "status": status, "seconds": time.perf_counter() - start}
 
 
@@ -102,6 +123,9 @@ def parse_args(argv=None):
     parser.add_argument("--force", action="store_true", help="re-score runs whose metrics are already current")
     parser.add_argument("--jobs", type=int, default=1, help="runs re-scored in parallel (CPU)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--eval-memory-mb", type=int, default=None,
+                        help="memory for one IW-NLL chunk's logits (default: a quarter of a GPU's free memory, the "
+                             "profile's eval_memory_mb on the CPU)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--cache-dir", default=None)
     return parser.parse_args(argv)
@@ -124,21 +148,25 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{len(runs)} finished runs selected, {len(todo)} to re-score with metrics version {metrics.METRICS_VERSION}")
-    options = {"data_dir": args.data_dir, "cache_dir": args.cache_dir, "device": args.device}
+    options = {"data_dir": args.data_dir, "cache_dir": args.cache_dir, "device": args.device,
+               "eval_memory_mb": args.eval_memory_mb}
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     tasks = (joblib.delayed(rescore_one)(str(Path(args.results).absolute()), r, options, threads) for r in todo)
-    failed = 0
+    failed = unfinished = 0
     try:
         with terminate_as_interrupt():
             for summary in joblib.Parallel(n_jobs=args.jobs, return_as="generator_unordered")(tasks):
                 failed += summary["status"] == "failed"
+                unfinished += summary["status"] == UNFINISHED
                 print(f"[{summary['status']}] {summary['run_id']}" + (f": {summary['reason']}" if "reason" in summary
                                                                        else f" ({summary['seconds']:.1f}s)"), flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: re-scored runs are kept; run the same command again to go on", file=sys.stderr)
         return 130
-    print(f"re-scored {len(todo) - failed} runs in {time.perf_counter() - start:.0f}s, {failed} failed")
-    return 1 if failed else 0
+    print(f"re-scored {len(todo) - failed - unfinished} runs in {time.perf_counter() - start:.0f}s, {failed} failed"
+          + (f", {unfinished} left unfinished by faults of the machine: run the same command again" if unfinished
+             else ""))
+    return 1 if failed or unfinished else 0
 
 
 if __name__ == "__main__":

@@ -227,6 +227,7 @@ def measure(profile: str, device_name: str, data_dir=None, cache_dir=None, steps
             precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict:
     device = resolve_device(device_name)
     torch.set_flush_denormal(True)  # as every run does (benchmarks.train)
+    float32_matmul = models.networks.float32_matmul_policy(device)  # as every run does: no TF32 on CUDA
     config = resolve("vae", DATASET, profile, 0)
     corpus = load_data(config, data_dir, cache_dir, download=False)
     small = config.profile.emb_dim <= 128
@@ -234,6 +235,7 @@ def measure(profile: str, device_name: str, data_dir=None, cache_dir=None, steps
     train = list(loader(corpus, "train", config, device, True))
     batches = train[:: max(1, len(train) // steps)][:steps]  # spread over the lengths
     result = {"profile": profile, "device": str(device), "dataset": DATASET, "torch": torch.__version__,
+              "float32_matmul": float32_matmul,
               "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
               "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "precisions": list(precisions), "padding_waste_train": padding_waste(train)}

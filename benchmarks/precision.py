@@ -21,6 +21,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from models import networks
+
 from . import metrics
 
 TIMED_PARTS = ("encoder_lstm", "decoder_lstm", "decoder_lstm_input_projection", "output_and_log_softmax")
@@ -58,7 +60,11 @@ def part_forwards(model, inputs: dict) -> dict:
     encoder, decoder = model.encoder.lstm, model.decoder.lstm
 
     def lstm(module, x):
-        return lambda: module(x.requires_grad_())[0].float().sum()
+        def forward():
+            if torch.is_autocast_enabled(x.device.type) and x.device.type in networks.LSTM_CAST_DEVICES:
+                return networks.lstm_in_bfloat16(module, x.requires_grad_())[0].float().sum()  # as the models do
+            return module(x.requires_grad_())[0].float().sum()
+        return forward
 
     def input_projection():
         return F.linear(inputs["decoder"].requires_grad_(), decoder.weight_ih_l0, decoder.bias_ih_l0).float().sum()
@@ -74,8 +80,10 @@ def part_forwards(model, inputs: dict) -> dict:
 def part_timings(model, batch, device: torch.device, precisions=("fp32", "bf16"), repeats: int = 5) -> dict:
     """{precision: {part: {"forward_ms", "backward_ms"}}}: medians of ``repeats`` interleaved passes.
 
-    bfloat16 is forced on every part here (``torch.autocast``), whatever ``bf16_parts`` says:
-    this is the measurement that list is chosen from. The log-softmax stays float32.
+    bfloat16 is forced on every part here (``torch.autocast``; the LSTMs on CUDA by the models'
+    explicit cast, ``networks.lstm_in_bfloat16``, as autocast would run them in float16 there),
+    whatever ``bf16_parts`` says: this is the measurement that list is chosen from. The
+    log-softmax stays float32.
     """
     model.train()
     forwards = part_forwards(model, part_inputs(model, batch))

@@ -13,7 +13,9 @@ or ``max_epochs`` epochs, and ``stop_reason`` says which. All numbers come from 
 With a checkpoint path, the whole training state (model, optimisers, schedule
 and decay counters, best model, history, every RNG, the data loader's position,
 and the method's own state) is saved after every epoch, and ``fit`` resumes
-from it: an interrupted run continues as if it had never stopped.
+from it: an interrupted run continues as if it had never stopped. Of the CUDA RNGs
+only the run's own device is saved (a run uses one GPU), so that a checkpoint
+resumes on a machine, or under a scheduler, that shows fewer GPUs.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from models import TrainingProgress
 
 from . import metrics
 from .config import Profile
-from .errors import UserError
+from .errors import UserError, machine_fault_kind
 from .files import atomic_torch_save
 
 
@@ -43,11 +45,17 @@ class TrainingDiverged(RuntimeError):
         self.epoch = epoch
 
 
+class UnusableCheckpoint(UserError):
+    """A readable checkpoint that this code cannot restore (a bug, or a checkpoint of other code)."""
+
+
 class Trainer:
     """Optimises a model under the protocol; ``fit()`` returns the per-epoch history."""
 
-    def __init__(self, model, profile: Profile, train_batches, valid_batches, log: Callable[[str], None] = print):
+    def __init__(self, model, profile: Profile, train_batches, valid_batches, log: Callable[[str], None] = print,
+                 eval_memory_mb: int | None = None):
         self.model, self.profile = model, profile
+        self.eval_memory_mb = eval_memory_mb or profile.eval_memory_mb  # the device's IW budget (benchmarks/devices.py)
         self.train_batches, self.valid_batches = train_batches, valid_batches
         self.log = log
         self.lr = profile.lr
@@ -65,6 +73,11 @@ class Trainer:
     COUNTERS = ("lr", "epoch", "step_count", "kl_weight", "best_loss", "best_epoch", "plateau_loss",
                 "not_improved", "decays", "history", "stopped")
 
+    @property
+    def device(self) -> torch.device:
+        """The run's device: that of the model's parameters (a run uses one GPU at most)."""
+        return next(self.model.parameters()).device
+
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         return {
@@ -74,7 +87,7 @@ class Trainer:
             "loader": self.train_batches.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "trainer": self.rng.bit_generator.state,
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                    "cuda": self.cuda_rng_state()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -92,22 +105,63 @@ class Trainer:
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         self.rng.bit_generator.state = rng["trainer"]
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.restore_cuda_rng_state(rng["cuda"])
+
+    def cuda_rng_state(self) -> torch.Tensor | None:
+        """The CUDA RNG state of the run's own device; None for a run on the CPU.
+
+        Not ``get_rng_state_all()`` (one state per visible GPU): restoring that list fails
+        where fewer GPUs are visible than when it was saved.
+        """
+        device = self.device
+        return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def restore_cuda_rng_state(self, saved) -> None:
+        """Restore ``cuda_rng_state()`` to the run's current device (ignored on the CPU).
+
+        A checkpoint of older code holds a list, one state per GPU visible then: the state
+        at the current device's index is taken where there is one, else the first.
+        """
+        device = self.device
+        if saved is None or device.type != "cuda" or not torch.cuda.is_available():
+            return
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if isinstance(saved, (list, tuple)):
+            if not saved:
+                return
+            saved = saved[index] if index < len(saved) else saved[0]
+        torch.cuda.set_rng_state(saved, index)
 
     def save_checkpoint(self, path: Path) -> None:
         atomic_torch_save(path, self.state_dict())
 
     def resume(self, path: Path) -> bool:
-        """Load a checkpoint if there is a readable one; a corrupt one is reported and ignored."""
+        """Load the checkpoint if there is one; True if training goes on from it.
+
+        A file that torch cannot read is reported and removed, and training starts over: a
+        truncated or altered file raises anything from EOFError to UnicodeDecodeError there.
+        A readable one that cannot be restored (a bug of ours, a checkpoint of other code)
+        raises UnusableCheckpoint and is kept: the trainer is half restored by then, so going
+        on would train from a mix of both states, and deleting the user's progress would hide
+        the bug. A fault of the machine (errors.machine_fault_kind) propagates: the file is fine.
+        """
         if not path.exists():
             return False
         try:
-            self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
-        except Exception as error:  # noqa: BLE001 - any unreadable checkpoint means: start over
-            self.log(f"checkpoint {path} is unreadable ({type(error).__name__}); training from scratch")
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # noqa: BLE001 - whatever torch.load raises, the file is unreadable
+            self.log(f"checkpoint {path} is unreadable ({describe(error)}); training from scratch")
             path.unlink(missing_ok=True)
             return False
+        try:
+            self.load_state_dict(state)
+        except Exception as error:
+            if machine_fault_kind(error):
+                raise
+            self.log(f"checkpoint {path} cannot be restored ({describe(error)}); kept, training stopped")
+            raise UnusableCheckpoint(f"checkpoint {path} cannot be restored by this code ({describe(error)}); "
+                                     "it is kept: resume with the code that wrote it, or delete it to train "
+                                     "the run from scratch") from error
         self.log(f"resumed from {path} after epoch {self.epoch}")
         return True
 
@@ -194,14 +248,14 @@ class Trainer:
         record = {"valid_loss": (rec + kl) / docs, "valid_rec": rec / docs, "valid_kl": kl / docs}
         # The metrics draw their own samples; forking the RNG keeps training's random stream the same
         # whatever they draw, so changing a metric's definition never changes what is trained.
-        device = next(self.model.parameters()).device
+        device = self.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             if self.model.has_latent:
                 stats = metrics.latent_statistics(self.model, self.valid_batches)
                 record.update(valid_mi=stats["mi"], valid_mi_batch=stats["mi_batch"], valid_au=stats["au"])
             if self.profile.valid_iw_samples:  # the IW-NLL per epoch (a study's curves; off by default)
                 scores = metrics.likelihood_statistics(self.model, self.valid_batches, self.profile.valid_iw_samples,
-                                                       self.profile.eval_memory_mb)
+                                                       self.eval_memory_mb)
                 record.update(valid_nll=scores["nll"], valid_nll_unit_prior=scores["nll_unit_prior"])
         return record
 
@@ -223,7 +277,9 @@ class Trainer:
             self.not_improved, self.plateau_loss = 0, valid_loss
         return self.decays >= self.profile.max_decays and self.profile.max_decays > 0
 
-    def fit(self, checkpoint: Path | None = None) -> list[dict]:
+    def fit(self, checkpoint: Path | None = None, on_epoch: Callable[[list[dict]], None] | None = None) -> list[dict]:
+        """Train to the protocol's end; ``on_epoch(history)`` after each epoch's checkpoint (the run's
+        history.csv, so a run cut short keeps its epochs)."""
         if checkpoint is not None:
             self.resume(checkpoint)
         while not self.stopped and self.epoch < self.profile.max_epochs:
@@ -242,6 +298,8 @@ class Trainer:
             self.log(format_epoch(record))
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint)
+            if on_epoch is not None:
+                on_epoch(self.history)
         self.model.load_state_dict(self.best_state)
         return self.history
 
@@ -249,6 +307,11 @@ class Trainer:
     def stop_reason(self) -> str:
         """Why ``fit`` ended: "max_decays" (the protocol's own stopping rule) or "max_epochs" (the cap)."""
         return "max_decays" if self.stopped else "max_epochs"
+
+
+def describe(error: BaseException) -> str:
+    """An exception in a log line: its type and the first line of its message."""
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
 
 
 def format_epoch(record: dict) -> str:

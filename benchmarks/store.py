@@ -4,7 +4,8 @@ A run is trained in ``runs/.partial/<run-id>/`` (where its per-epoch checkpoint
 ``last.pt`` lets an interrupted run resume) and published by renaming that
 directory to ``runs/<run-id>/`` once complete, so a run directory appears whole
 or not at all. A run holds ``metrics.json`` when it finished and ``failed.json``
-(reason, epoch) when it diverged or raised. ``runs/.partial/<run-id>.lock``
+(reason, epoch) when it diverged or raised; a fault of the machine (GPU out of memory,
+a CUDA error) writes neither and leaves the run unfinished. ``runs/.partial/<run-id>.lock``
 names the process training it; a lock whose process is gone is reclaimed.
 
 Every JSON file of a run carries the sha256 of its content, verified on read: a
@@ -27,6 +28,9 @@ from . import files
 from .errors import UserError
 
 DONE, FAILED, PARTIAL, PENDING, CORRUPT = "done", "failed", "partial", "pending", "corrupt"
+# A run stopped by a fault of the machine (errors.MachineFault): a summary's word, not a stored state;
+# the store sees it as partial (its last.pt kept) or pending (no epoch finished).
+UNFINISHED = "unfinished"
 CHECKSUM = "sha256"
 
 

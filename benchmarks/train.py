@@ -10,6 +10,12 @@ or not at all; see benchmarks/store.py): ``config.json`` (fully resolved),
 ``train.log``. A finished run is not trained again; an interrupted one resumes
 from its last epoch; one that diverges or raises is stored with ``failed.json``
 (exit code 1). The last line printed is the run directory.
+
+A fault of the machine (GPU out of memory, a CUDA error: ``errors.machine_fault_kind``)
+is not the run's result and is not stored: the run is left unfinished with its last
+checkpoint, one line says so (exit code 3, as for a run busy elsewhere), and the same
+command resumes it from its last finished epoch, or only evaluates it again if the
+fault struck the final evaluation.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import shutil
 import random
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +37,10 @@ import torch
 import models
 
 from . import data, files, metrics
+from . import devices as machine
 from .config import RunConfig, resolve
-from .errors import UserError
-from .protocol import Trainer, TrainingDiverged
+from .errors import MachineFault, UserError, machine_fault_kind
+from .protocol import Trainer, TrainingDiverged, UnusableCheckpoint, describe
 from .store import CORRUPT, DONE, FAILED, RunStore, read_json, write_json
 
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -92,13 +100,21 @@ def write_records(workdir: Path, history: list[dict], traces: dict[str, list[dic
 
 
 def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_dir=None, device=None,
-              download=True, retry_failed=False, log=print) -> tuple[Path, str]:
+              download=True, retry_failed=False, log=print, eval_memory_mb: int | None = None) -> tuple[Path, str]:
     """Train, evaluate and store one run; returns (its directory, its status).
 
     A finished run is reused; a failed one is reused unless ``retry_failed``; a run
     another live process is training is left alone (status "busy"); an interrupted
     run resumes from its last epoch. A run that diverges or raises is published
     with ``failed.json`` (status "failed"). Bad user input raises UserError.
+
+    A fault of the machine (``errors.machine_fault_kind``: GPU out of memory, a CUDA
+    error) raises MachineFault and records nothing, since it says nothing of the run:
+    the run keeps its checkpoint (partial; pending if no epoch finished) and the next
+    call resumes it, re-evaluating without retraining if training had ended.
+
+    ``eval_memory_mb`` is the IW-NLL's memory budget (None: the device's default,
+    ``devices.eval_memory_mb``); the device's, not the run's, so no part of its identity.
     """
     store = RunStore(results_dir)
     status = store.status(config.run_id)
@@ -108,7 +124,7 @@ def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_
     store.prepare()
     device = resolve_device(device)
     try:
-        return _train_locked(config, store, data_dir, cache_dir, device, download, log)
+        return _train_locked(config, store, data_dir, cache_dir, device, download, log, eval_memory_mb)
     except OSError as error:
         if error.errno not in DISK_ERRORS:
             raise
@@ -116,7 +132,8 @@ def train_run(config: RunConfig, *, results_dir="results", data_dir=None, cache_
                         "writable --results DIR (the run resumes from its last checkpoint)") from None
 
 
-def _train_locked(config: RunConfig, store: RunStore, data_dir, cache_dir, device, download, log) -> tuple[Path, str]:
+def _train_locked(config: RunConfig, store: RunStore, data_dir, cache_dir, device, download, log,
+                  eval_memory_mb: int | None = None) -> tuple[Path, str]:
     with store.lock(config.run_id) as acquired:
         if not acquired:
             log(f"{config.run_id}: being trained by another process; skipped")
@@ -141,12 +158,17 @@ def _train_locked(config: RunConfig, store: RunStore, data_dir, cache_dir, devic
                 raise
             write_json(workdir / "config.json", config.to_json())
             try:
-                result, history, traces = fit_and_evaluate(config, corpus, device, workdir, both)
-            except (KeyboardInterrupt, SystemExit):
+                result, history, traces = fit_and_evaluate(config, corpus, device, workdir, both, eval_memory_mb)
+            except (KeyboardInterrupt, SystemExit, UnusableCheckpoint):
                 raise  # keep the partial directory: the next attempt resumes from last.pt
             except Exception as error:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
                 if isinstance(error, OSError) and error.errno in DISK_ERRORS:
                     raise  # the machine's fault, not the run's: keep the checkpoint, say so in one line
+                if (kind := machine_fault_kind(error)) is not None:  # likewise: last.pt stays, nothing recorded
+                    both(f"machine fault ({kind}): {describe(error)}; left unfinished, it resumes on the next "
+                         "invocation")
+                    release_device_memory(error)
+                    raise MachineFault(kind, config.run_id, describe(error)) from error
                 both(f"FAILED: {type(error).__name__}: {error}")
                 write_records(workdir, *getattr(error, "records", ([], {})))  # how far it got, and why
                 write_json(workdir / "failed.json", {"reason": f"{type(error).__name__}: {error}",
@@ -160,7 +182,21 @@ def _train_locked(config: RunConfig, store: RunStore, data_dir, cache_dir, devic
         return store.publish(config.run_id), DONE
 
 
-def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> tuple[dict, list[dict], dict]:
+def release_device_memory(error: BaseException) -> None:
+    """After a machine fault, free what the failed run held on the GPU, so that the next run of
+    this worker process does not start out of memory too: the traceback's frames keep the model
+    and its batches alive (their locals are dropped; the lines stay), and the caching allocator
+    keeps freed blocks until ``empty_cache``."""
+    traceback.clear_frames(error.__traceback__)
+    if torch.cuda.is_initialized():
+        try:
+            torch.cuda.empty_cache()
+        except RuntimeError:  # after a sticky device error every CUDA call fails; a new process recovers
+            pass
+
+
+def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log,
+                     eval_memory_mb: int | None = None) -> tuple[dict, list[dict], dict]:
     """The run itself: train under the protocol (resuming from workdir/last.pt), then evaluate.
     Returns the metrics, the per-epoch history and the method's traces ({name: rows})."""
     log(f"{config.run_id}: {corpus.description}; vocabulary {len(corpus.vocab)}, "
@@ -168,13 +204,16 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
     # Denormal floats (a collapsing posterior's gradients hold them) are slow on CPUs: VAE's
     # quick-size step fell from 48 to 39 ms with them flushed to zero. Metrics stayed bitwise equal.
     torch.set_flush_denormal(True)
+    float32_matmul = models.networks.float32_matmul_policy(device)  # fp32 is IEEE float32: no TF32 on CUDA
     seed_everything(config.seed)
     model = models.build(config.model, config.profile.architecture(len(corpus.vocab)),
                          **config.hyperparameters).to(device)
+    budget = machine.eval_memory_mb(config.profile.eval_memory_mb, device, eval_memory_mb)
     trainer = Trainer(model, config.profile, loader(corpus, "train", config, device, True),
-                      loader(corpus, "valid", config, device, False), log=log)
+                      loader(corpus, "valid", config, device, False), log=log, eval_memory_mb=budget)
     try:
-        history = trainer.fit(checkpoint=workdir / "last.pt")
+        history = trainer.fit(checkpoint=workdir / "last.pt",
+                              on_epoch=lambda epochs: write_history(workdir / "history.csv", epochs))
     except TrainingDiverged as error:
         error.records = (trainer.history, model.traces())  # a diverged run keeps its epochs and traces
         raise
@@ -183,11 +222,12 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log) -> t
     files.atomic_torch_save(workdir / "best.pt", {"model": model.state_dict(), "config": config.to_json(),
                                                  "vocab": corpus.vocab.to_json()})
 
-    result = {**score(model, corpus, config, device), **model.state_summary(), "train_seconds": train_seconds,
+    result = {**score(model, corpus, config, device, budget), **model.state_summary(), "train_seconds": train_seconds,
               "statistics_seconds": statistics_seconds, "epochs": trainer.epoch,
               "best_epoch": trainer.best_epoch, "stopped_by": trainer.stop_reason,
               "capped": trainer.stop_reason == "max_epochs", "device": str(device), "versions": library_versions(),
-              "bf16_parts": bf16_parts_run(config, device),
+              "bf16_parts": bf16_parts_run(config, device), "float32_matmul": float32_matmul,
+              "eval_memory_mb": budget,
               "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
               "profile": config.profile.name, "seed": config.seed}
     return result, history, model.traces()
@@ -200,17 +240,18 @@ def bf16_parts_run(config: RunConfig, device) -> list[str]:
     return sorted(models.bf16_parts(torch.device(device).type))
 
 
-def score(model, corpus: data.Corpus, config: RunConfig, device) -> dict:
+def score(model, corpus: data.Corpus, config: RunConfig, device, eval_memory_mb: int | None = None) -> dict:
     """The test metrics of a trained model (``metrics.evaluate``) and ``eval_seconds``.
 
     Seeded by the run's own seed, independently of training's random stream, so that
-    scoring the same weights again (``benchmarks.evaluate``) gives the same numbers.
+    scoring the same weights again (``benchmarks.evaluate``) gives the same numbers (with the
+    same ``eval_memory_mb``, the IW budget: it sets how the samples are drawn in chunks).
     """
     torch.set_flush_denormal(True)  # as in training: flushed denormals change no metric, only speed
     seed_everything(config.seed + 1)
     start = time.perf_counter()
     test = metrics.evaluate(model, loader(corpus, "test", config, device, False),
-                            config.profile.iw_samples, config.profile.eval_memory_mb)
+                            config.profile.iw_samples, eval_memory_mb or config.profile.eval_memory_mb)
     return {**test, "eval_seconds": time.perf_counter() - start}
 
 
@@ -224,6 +265,8 @@ def load_trained(run_dir, *, data_dir=None, cache_dir=None, device="cpu"):
         config = RunConfig.from_json(value)
         checkpoint = torch.load(run_dir / "best.pt", map_location=device)
     except (OSError, KeyError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        if machine_fault_kind(error):
+            raise  # best.pt is fine (torch.load to a GPU that is full or lost): not "delete the directory"
         reason = (str(error).splitlines() or [""])[0][:160]
         raise UserError(f"cannot read run {run_dir} ({type(error).__name__}: {reason}); "
                         "delete the directory to re-run it") from None
@@ -252,6 +295,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=None, help="derived data (default: $VAEBENCH_CACHE_DIR, else ~/.cache/vaebench)")
     parser.add_argument("--results", default="results", help="results root (default: results/)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--eval-memory-mb", type=int, default=None,
+                        help="memory for one IW-NLL chunk's logits (default: a quarter of a GPU's free memory, the "
+                             "profile's eval_memory_mb on the CPU); not part of the run's identity")
     parser.add_argument("--offline", action="store_true", help="never download missing data; fail with the file's name")
     parser.add_argument("--retry-failed", action="store_true", help="train again a run recorded as failed")
     return parser.parse_args(argv)
@@ -263,10 +309,13 @@ def main(argv=None) -> int:
         config = resolve(args.model, args.dataset, args.profile, args.seed, args.set, args.corpus_like)
         run_dir, status = train_run(config, results_dir=args.results, data_dir=args.data_dir,
                                     cache_dir=args.cache_dir, device=args.device, download=not args.offline,
-                                    retry_failed=args.retry_failed)
+                                    retry_failed=args.retry_failed, eval_memory_mb=args.eval_memory_mb)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except MachineFault as fault:
+        print(f"error: {fault}", file=sys.stderr)
+        return 3
     print(run_dir)
     return {DONE: 0, FAILED: 1}.get(status, 3)
 

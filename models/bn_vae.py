@@ -61,6 +61,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Hyperparameters, TextVAE, require
@@ -87,6 +88,29 @@ class MeanBatchNorm(nn.BatchNorm1d):
             self.weight.fill_(scale)
             self.bias.fill_(shift)
         self.seen: list = []  # the epoch's training batches (references, not copies)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._read_batch_count())
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        self.batches_counted = 0  # host copy of num_batches_tracked
+
+    def _read_batch_count(self) -> None:
+        self.batches_counted = int(self.num_batches_tracked)
+
+    def forward(self, means: torch.Tensor) -> torch.Tensor:
+        """BatchNorm1d's forward, without its per-step host read of ``num_batches_tracked``.
+
+        In training, torch's cumulative average (momentum None) weighs the batch by
+        1 / float(num_batches_tracked): a device sync every training step. The host copy
+        ``batches_counted`` gives the same Python float without it (and follows ``load_state_dict``).
+        """
+        if not self.training:
+            return super().forward(means)
+        self._check_input_dim(means)
+        self.num_batches_tracked.add_(1)
+        self.batches_counted += 1
+        return F.batch_norm(means, self.running_mean, self.running_var, self.weight, self.bias, True,
+                            1.0 / self.batches_counted, self.eps)
 
     def restart(self) -> None:
         self.reset_running_stats()

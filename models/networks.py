@@ -8,20 +8,26 @@ tanh(cell)); dropout on the input embeddings and on the outputs; linear (no
 bias) to the vocabulary. Sizes, initialisation and numeric precision come from
 the profile.
 
-Precision ``bf16`` runs the parts that ``bf16_parts`` names for the device under
-``torch.autocast`` (bfloat16 matmuls with float32 accumulation); weights, their
-gradients and the optimiser state stay float32, and every part hands float32 on,
-so log-likelihoods, KLs, logsumexps and MI accumulate in float32.
+Precision ``bf16`` runs the parts that ``bf16_parts`` names for the device in
+bfloat16 (bfloat16 matmuls with float32 accumulation): under ``torch.autocast``,
+except the LSTMs on CUDA, which ``run_lstm`` casts explicitly because autocast would
+run them in float16 there (``bf16_parts`` says why). Weights, their gradients and the
+optimiser state stay float32, and every part hands float32 on (``widened``), so
+log-likelihoods, KLs, logsumexps and MI accumulate in float32. ``float32_matmul_policy``
+makes float32 mean IEEE float32 on CUDA (no TF32), for fp32 runs and the float32
+parts of bf16 runs alike.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from .gaussian import DiagonalGaussian
 
@@ -47,6 +53,7 @@ class Architecture:
 PRECISIONS = ("fp32", "bf16")
 PARTS = ("encoder_lstm", "decoder_lstm", "output")  # output: the output projection; its log-softmax stays float32
 CUDNN_BF16_RNN = 91300  # cuDNN's RNN takes bfloat16 from 9.13 on (pytorch/pytorch#164411)
+LSTM_CAST_DEVICES = frozenset({"cuda"})  # where the LSTMs run in bfloat16 by explicit cast, not autocast (bf16_parts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,6 +65,13 @@ def bf16_parts(device_type: str) -> frozenset[str]:
     benchmarks.perf`` at the quick and the paper sizes (docs/performance.md, "bfloat16"). Without
     AMX, none (not measured; bfloat16 may be emulated there). CUDA: the output layer on tensor
     cores, and the LSTMs where cuDNN's RNN takes bfloat16 (not measured in this project yet).
+
+    How: on CPU every part runs under ``torch.autocast(dtype=bfloat16)``; on CUDA the output layer
+    too (a Linear, which autocast runs in the dtype it is given), but the LSTMs by an explicit
+    cast (``run_lstm``: bfloat16 copies of the weights, input, h and c, autocast off), never
+    through autocast. Autocast's CUDA kernel for cuDNN RNNs (``_cudnn_rnn_cast_reflatten`` in
+    aten/src/ATen/cudnn/AutocastRNN.cpp) casts input, weights, h and c to float16 whatever dtype
+    autocast was given, so an autocast LSTM would run in float16 and hand float16 on.
     """
     if device_type == "cpu":
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
@@ -68,16 +82,71 @@ def bf16_parts(device_type: str) -> frozenset[str]:
     return frozenset()
 
 
+REDUCED_FLOATS = (torch.bfloat16, torch.float16)
+
+
 def widened(tensor: torch.Tensor) -> torch.Tensor:
-    """A part's bfloat16 output as float32 (anything else as it is: float64 test models stay float64)."""
-    return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
+    """A part's reduced-precision output (bfloat16, or float16 from an autocast cuDNN RNN) as float32;
+    anything else as it is (float64 test models stay float64)."""
+    return tensor.float() if tensor.dtype in REDUCED_FLOATS else tensor
 
 
 def in_precision(arch: Architecture, part: str, device: torch.device):
-    """The autocast context of one part: bfloat16 where the profile asks for it and the device gains."""
+    """The autocast context of one part: bfloat16 where the profile asks for it and the device gains
+    (the LSTMs on ``LSTM_CAST_DEVICES`` are cast by ``run_lstm`` instead)."""
     if arch.precision != "bf16" or part not in bf16_parts(device.type):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state, arch: Architecture, part: str):
+    """``lstm(inputs, state)`` in the part's precision (``bf16_parts``); outputs and (h, c) come out widened."""
+    device = inputs.device
+    if device.type in LSTM_CAST_DEVICES and arch.precision == "bf16" and part in bf16_parts(device.type):
+        outputs, state = lstm_in_bfloat16(lstm, inputs, state)
+    else:
+        with in_precision(arch, part, device):
+            outputs, state = lstm(inputs, state)
+    return widened(outputs), tuple(widened(s) for s in state)
+
+
+# cuDNN warns when an RNN's weights are not one flat buffer, as bfloat16 copies are not; it then
+# copies them into one per call, which is what autocast's cuDNN RNN wrapper does too.
+NOT_FLAT_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
+
+
+def lstm_in_bfloat16(lstm: nn.LSTM, inputs: torch.Tensor, state=None):
+    """``lstm(inputs, state)`` computed in bfloat16 by explicit casts, with autocast off around it.
+
+    The weights are bfloat16 copies of the float32 parameters (``functional_call``), so their
+    gradients flow back through the cast to the float32 master weights; input, h and c are cast
+    too. Returns bfloat16 outputs and (h, c).
+    """
+    weights = {name: p.to(torch.bfloat16) for name, p in lstm.named_parameters()}
+    inputs = inputs.to(torch.bfloat16)
+    state = None if state is None else tuple(s.to(torch.bfloat16) for s in state)
+    with torch.autocast(inputs.device.type, enabled=False), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=NOT_FLAT_WARNING)
+        return functional_call(lstm, weights, (inputs, state))
+
+
+def float32_matmul_policy(device) -> str:
+    """Make float32 mean IEEE float32 on ``device``; returns the setting, for the run's record.
+
+    CUDA: TF32 off for cuBLAS matmuls and for cuDNN (RNNs and convolutions), whose TF32 PyTorch
+    leaves on by default (``torch.backends.cudnn.rnn.fp32_precision`` is "tf32" out of the box), so
+    an fp32 run's LSTMs, and the float32 parts of a bf16 run, would compute with TF32's 10-bit
+    mantissa on Ampere and later. Set through the ``fp32_precision`` API; the ``allow_tf32`` flags
+    are its legacy form, and torch refuses to read them once the two are mixed. Elsewhere nothing
+    is set: CPU float32 matmuls are IEEE unless the process asked oneDNN otherwise (returned as is).
+    """
+    if torch.device(device).type != "cuda":
+        setting = torch.backends.mkldnn.matmul.fp32_precision
+        return "ieee" if setting == "none" else setting
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    return "ieee"
 
 
 def initialise(module: nn.Module, embedding: nn.Embedding, arch: Architecture) -> None:
@@ -123,9 +192,7 @@ class LSTMEncoder(nn.Module):
         initialise(self, self.embed, arch)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> DiagonalGaussian:
-        with in_precision(self.arch, "encoder_lstm", tokens.device):
-            outputs, _ = self.lstm(self.embed(tokens))
-        outputs = widened(outputs)
+        outputs, _ = run_lstm(self.lstm, self.embed(tokens), None, self.arch, "encoder_lstm")
         mu, logvar = self.to_gaussian(last_states(outputs, lengths)).chunk(2, dim=-1)
         return DiagonalGaussian(mu, logvar)
 
@@ -158,9 +225,8 @@ class LSTMDecoder(nn.Module):
             emb = torch.cat([emb, z.unsqueeze(1).expand(-1, inputs.shape[1], -1)], dim=-1)
         if state is None:
             state = self.initial_state(z, inputs.shape[0])
-        with in_precision(self.arch, "decoder_lstm", inputs.device):
-            outputs, state = self.lstm(emb, state)
-        return self.dropout_out(widened(outputs)), tuple(widened(s) for s in state)
+        outputs, state = run_lstm(self.lstm, emb, state, self.arch, "decoder_lstm")
+        return self.dropout_out(outputs), state
 
     def project(self, hidden: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """Output layer: hidden states [N, T, H] (z [N, nz]) -> logits [N, T, V]."""

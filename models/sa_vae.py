@@ -53,8 +53,9 @@ train_n2n 1. Differences from that code:
   so the last (possibly smaller) batch of a split takes larger SVI steps.
 - Their optimiser is plain SGD over all parameters at learning rate 1, with
   its own decay schedule; here the protocol's optimiser and schedule.
-- On CUDA the refinement runs with cuDNN disabled: cuDNN's LSTM has no second
-  derivative and no backward pass in evaluation mode.
+- On CUDA, training's refinement runs with cuDNN disabled (cuDNN's LSTM has no
+  second derivative); evaluation's keeps cuDNN, with the decoder's LSTM module in
+  training mode while it refines (``refinement_backends``).
 
 Names: ``svi_momentum`` and ``svi_max_grad_norm`` carry a prefix so that
 ``--set momentum=...`` and ``--set clip=...`` keep addressing the profile's
@@ -62,6 +63,7 @@ outer optimiser.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +102,11 @@ class _Likelihood(nn.Module):
         return self.decoder.log_likelihood(tokens, lengths, z)
 
 
+def runs_on_cudnn(device: torch.device) -> bool:
+    """Whether an LSTM on ``device`` runs on cuDNN."""
+    return device.type == "cuda" and torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled
+
+
 def clip_by_norm(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
     """Scale ``grad`` to total norm ``max_norm`` if it is larger (differentiably); 0 = no clip."""
     if max_norm <= 0:
@@ -127,7 +134,7 @@ class SAVAE(TextVAE):
         mu, logvar = (x if through and x.requires_grad else x.detach().requires_grad_() for x in (q0.mu, q0.logvar))
         score = self.decoder.log_likelihood if through and self.hp.decoder_n2n else self.detached_score()[0]
         v_mu = v_logvar = 0.0
-        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
+        with torch.enable_grad(), self.refinement_backends(second_derivatives=through):
             for _ in range(self.hp.steps):
                 objective = self.svi_objective(batch, mu, logvar, kl_weight, score)
                 g_mu, g_logvar = torch.autograd.grad(objective, (mu, logvar), create_graph=through)
@@ -137,6 +144,31 @@ class SAVAE(TextVAE):
                 if not through:
                     mu, logvar = mu.detach().requires_grad_(), logvar.detach().requires_grad_()
         return DiagonalGaussian(mu, logvar) if through else DiagonalGaussian(mu.detach(), logvar.detach())
+
+    @contextlib.contextmanager
+    def refinement_backends(self, second_derivatives: bool):
+        """The refinement's inner gradients on cuDNN where they can be.
+
+        cuDNN's RNN has no double backward, so a refinement kept for second derivatives
+        (training) runs with cuDNN off. Without them (evaluation) cuDNN stays on, but its RNN
+        backward refuses a module in eval mode ("cudnn RNN backward can only be called in
+        training mode"): the decoder's ``nn.LSTM`` alone is put in training mode meanwhile.
+        Its one layer has no internal dropout, so the mode only selects cuDNN's training kernels;
+        the decoder's own dropouts keep the model's mode. Only where cuDNN runs the LSTM: on CPU
+        nothing changes (oneDNN's LSTM also reads the mode, to pick its kernels).
+        """
+        if second_derivatives:
+            with torch.backends.cudnn.flags(enabled=False):
+                yield
+            return
+        lstm = self.decoder.lstm
+        was_training = lstm.training
+        if runs_on_cudnn(lstm.weight_ih_l0.device):
+            lstm.train()
+        try:
+            yield
+        finally:
+            lstm.train(was_training)
 
     def detached_score(self, trainable: bool = False):
         """(log p(x|z) through detached copies of the decoder's weights, those copies); with

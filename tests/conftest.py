@@ -15,6 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``needs_cuda`` (registered in pytest.ini) skip where no CUDA device is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if "needs_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def data_dir() -> Path:
     if not (DATA_DIR / "yahoo_data" / "yahoo.valid.txt").exists():

@@ -19,7 +19,8 @@ def smoke(tmp_path, data_dir, results, *extra):
 def one_thread(monkeypatch):
     """One worker with one torch thread, as the rest of the suite runs (two threads on a loaded
     2-core machine make every timed step many times slower)."""
-    monkeypatch.setattr(run, "workers", lambda args: (1, 1, None))
+    one = run.execution.Workers(run.machine.slots(["cpu"], 1, 1), 1)
+    monkeypatch.setattr(run.execution, "workers", lambda devices, jobs, runs_per_device: one)
 
 
 def test_the_estimate_is_printed_before_the_first_run_on_an_empty_results_dir(tmp_path, data_dir, capsys):

@@ -101,9 +101,9 @@ def test_failures_are_listed_and_make_the_exit_code_non_zero(tmp_path, data_dir,
 
 
 def test_ctrl_c_says_how_to_go_on_instead_of_a_traceback(tmp_path, capsys, monkeypatch):
-    def interrupted(todo, args, options, estimate=None):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(run, "execute", interrupted)
+    monkeypatch.setattr(run.execution, "execute", interrupted)
     code = run.main(["--profile", "smoke", "--only", "core", "--seeds", "1", "--results", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 130 and "run the same command again" in err and "Traceback" not in err
@@ -117,6 +117,10 @@ def test_ctrl_c_says_how_to_go_on_instead_of_a_traceback(tmp_path, capsys, monke
     (["--seeds", "4:2"], "FROM:TO with 0 <= FROM < TO"),
     (["--seeds", "two"], "got 'two'"),
     (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--device", "gpu"], "--device takes auto, cpu, cuda"),
+    (["--device", "cuda:0"], "use --device cpu"),
+    (["--eval-memory-mb", "0"], "--eval-memory-mb must be >= 1"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(args, fragment, capsys):
     assert run.main(["--dry-run", "--profile", "smoke", *args]) == 2

@@ -80,6 +80,7 @@ def test_same_seed_same_numbers_and_finished_runs_are_not_retrained(tmp_path, da
     (["--model", "vae", "--set", "lr=fast"], "lr must be of type float"),
     (["--model", "vae", "--profile", "huge"], "unknown profile 'huge'"),
     (["--model", "vae", "--dataset", "imdb"], "unknown dataset"),
+    (["--model", "vae", "--set", "eval_memory_mb=9"], "pass --eval-memory-mb"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, data_dir, args, fragment):
     done = train(tmp_path, data_dir, "--results", str(tmp_path / "r"), *args)
