@@ -128,6 +128,7 @@ def finished(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
 # The scale_regime study's experiments: their own table (analysis/steady_state.py) reports them,
 # including the runs the epoch cap ended, so the tables' count of capped runs leaves them out.
 STUDY_EXPERIMENTS = ("scale_regime", "scale_regime_f_average")
+STUDIES = (*STUDY_EXPERIMENTS, "ladder")  # every study with a table of its own (analysis/ladder.py too)
 
 
 def capped_count(runs: pd.DataFrame) -> int:
@@ -137,3 +138,26 @@ def capped_count(runs: pd.DataFrame) -> int:
 
 def planned_datasets(experiment: str, profile: str) -> list[str]:
     return plan.load(experiment).get("datasets", {}).get(profile, [])
+
+
+def study_cli(argv, prog: str, description: str, table, markdown, write) -> int:
+    """The command line of a study module (analysis/steady_state.py, analysis/ladder.py): print the study's
+    table from ``--results`` and, with ``--out``, write its files there."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--out", default=None, help="write the table and the figure here")
+    parser.add_argument("--profile", default=None, help="the profile of the runs (default: most of the stored runs')")
+    args = parser.parse_args(argv)
+    try:
+        results = Path(args.results)
+        runs = collect(results, args.profile or infer_profile(results))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown(table(runs)))
+    if args.out:
+        for path in write(runs, Path(args.out), Path(args.out)):
+            print(f"wrote {path}")
+    return 0

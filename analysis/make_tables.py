@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import claims, collect, report, tables  # noqa: E402
 from analysis import precision as precision_check  # noqa: E402
-from analysis import steady_state  # noqa: E402
+from analysis import ladder, steady_state  # noqa: E402
 from analysis.collect import finished  # noqa: E402
 from benchmarks.errors import UserError  # noqa: E402
 from benchmarks import plan  # noqa: E402
@@ -202,6 +202,11 @@ def main(argv=None) -> int:
         extra += ["Scale-VAE at steady state (the `scale_regime` study): "
                   f"[{study[0].name}]({os.path.relpath(study[0], root)}).", ""]
         figures += study[1:]
+    rungs = ladder.write(runs, out, None if args.no_figures else root / "figures")
+    if rungs:
+        extra += ["Scale-VAE from the quick profile toward the paper's scale (the `ladder` study): "
+                  f"[{rungs[0].name}]({os.path.relpath(rungs[0], root)}).", ""]
+        figures += rungs[1:]
     checked = precision_check.write(runs, out, args.data_dir, args.cache_dir)
     if checked:
         summary = checked.read_text(encoding="utf-8").split("Differences in a metric found", 1)

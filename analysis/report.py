@@ -12,7 +12,7 @@ import pandas as pd
 from benchmarks.config import load_profile
 
 from .claims import AT_CEILING, FAILS, HOLDS, NOT_RUN, ONE_SEED, Verdict
-from .collect import STUDY_EXPERIMENTS, capped_count
+from .collect import STUDIES, capped_count
 from .tables import Table, format_cell, latex_escape, md, paper_units, protocol_words, to_markdown
 
 MARKS = {HOLDS: f"✅ {HOLDS}", FAILS: f"❌ {FAILS}", NOT_RUN: f"— {NOT_RUN}", AT_CEILING: f"⚠️ {AT_CEILING}",
@@ -162,7 +162,7 @@ def report_markdown(profile: str, runs: pd.DataFrame, tables: dict[str, Table], 
     if profile != "paper":
         lines += [f"**Profile `{profile}`**: {load_profile(profile).description} ({protocol_words(profile)}). Its",
                   "absolute numbers are not comparable with the paper's; compare orderings and claims.", ""]
-    done = runs[(runs["status"] == "done") & ~runs["experiment"].isin(STUDY_EXPERIMENTS)].drop_duplicates("run_id")
+    done = runs[(runs["status"] == "done") & ~runs["experiment"].isin(STUDIES)].drop_duplicates("run_id")
     if "capped" in done and len(done):  # the study's own table counts its capped runs
         lines += [f"Of the {len(done)} finished runs behind the tables, {capped_count(done)} ended at the epoch cap rather "
                   "than by the decay rule (cells with such a run are marked ‡).", ""]

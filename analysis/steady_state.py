@@ -16,7 +16,6 @@ Algorithm 1 averages an epoch's factors (its protocols are named with ``f_averag
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -29,7 +28,6 @@ import seaborn as sns  # noqa: E402
 
 from analysis.figures import STYLE, save  # noqa: E402
 from analysis import collect  # noqa: E402
-from benchmarks.errors import UserError  # noqa: E402
 from benchmarks.store import read_json  # noqa: E402
 
 EXPERIMENT = "scale_regime"
@@ -192,22 +190,7 @@ def write(runs: pd.DataFrame, tables_dir: Path, figures_dir: Path | None) -> lis
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.steady_state", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default="results")
-    parser.add_argument("--out", default=None, help="write the table and the figure here")
-    parser.add_argument("--profile", default=None)
-    args = parser.parse_args(argv)
-    try:
-        results = Path(args.results)
-        runs = collect.collect(results, args.profile or collect.infer_profile(results))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(markdown(study_table(runs)))
-    if args.out:
-        for path in write(runs, Path(args.out), Path(args.out)):
-            print(f"wrote {path}")
-    return 0
+    return collect.study_cli(argv, "python -m analysis.steady_state", __doc__.split("\n\n")[0], study_table, markdown, write)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ An experiment file names its rows (a table of models/variants.toml or a list of
 model names), its datasets per profile, its number of seeds, optional ``--set``
 values per profile (``[settings.PROFILE]``, or ``[settings.PROFILE.DATASET]``
 for one dataset), and an optional ``grid`` of further settings, one
-configuration each. A run is identified by its resolved configuration and
-seed, so experiments that need the same run share it.
+configuration each (a grid entry's ``label`` names it in the tables instead of
+its settings, e.g. a rung of the ladder study). A run is identified by its
+resolved configuration and seed, so experiments that need the same run share it.
 
 User corpora (``plan(..., datasets=[DIR, ...], corpus_like=FAMILY)``) replace an
 experiment's datasets: its rows run on each corpus directory, with the bracketed
@@ -30,6 +31,7 @@ from .errors import UserError
 EXPERIMENTS_DIR = Path(__file__).with_name("experiments")
 KNOWN_KEYS = {"description", "rows", "seeds", "datasets", "settings", "grid", "user_corpus"}
 CORPUS_KEYS = {"skip": str, "labels": bool}  # the [user_corpus] table of an experiment file
+GRID_LABEL = "label"  # a grid entry's name in the tables (not a setting)
 DEFAULT_CORPUS_LIKE = "yahoo"  # the paper's main dataset: the core experiment and Tables 3 and 5 are Yahoo's
 
 
@@ -213,7 +215,8 @@ def expand(name: str, profile: str, seeds: int | slice | None = None, corpora: l
     for row in rows_of(spec, name):
         for dataset, settings_of in targets:
             for entry in grid:
-                label = ",".join(f"{k}={v}" for k, v in entry.items())
+                entry = dict(entry)
+                label = str(entry.pop(GRID_LABEL, "")) or ",".join(f"{k}={v}" for k, v in entry.items())
                 values = {**settings_for(spec, profile, settings_of), **entry}
                 for seed in chosen:
                     config = resolve(row, dataset, profile, seed, as_settings(values), family if corpora else None)

@@ -85,12 +85,13 @@ def test_experiments_that_cannot_run_on_a_corpus_are_skipped_with_one_line(tmp_p
     assert run.main(["--profile", "smoke", "--dry-run", "--datasets", str(corpus)]) == 0
     out = capsys.readouterr().out.splitlines()
     skipped = [line for line in out if ": skipped on " in line]
-    assert [line.split(":")[0] for line in skipped] == ["latent_space", "precision", "scale_regime",
+    assert [line.split(":")[0] for line in skipped] == ["ladder", "latent_space", "precision", "scale_regime",
                                                           "scale_regime_f_average", "table4"]
-    assert "label" in skipped[4] and not any(line.startswith(("latent_space ", "precision ", "table4 ")) for line in out)
+    assert "label" in skipped[5] and not any(line.startswith(("latent_space ", "precision ", "table4 ")) for line in out)
     labelled = write_corpus(tmp_path / "labelled", data_dir, labelled=True)
     assert {p.experiment for p in plan.plan("smoke", datasets=[str(labelled)])} == \
-        set(plan.available()) - {"latent_space", "precision", "scale_regime", "scale_regime_f_average"}  # a labelled corpus has Table 4's probe
+        set(plan.available()) - {"ladder", "latent_space", "precision", "scale_regime",
+                                 "scale_regime_f_average"}  # a labelled corpus has Table 4's probe
     assert run.main(["--profile", "smoke", "--dry-run", "--only", "latent_space", "--datasets", str(corpus)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none of the selected experiments runs on a user corpus" in err
