@@ -48,3 +48,16 @@ def max_concurrency(lines: list[dict]) -> int:
         running += delta
         best = max(best, running)
     return best
+
+
+def dask_run(config_json: dict, options: dict, device: str, threads: int = 0) -> dict:
+    """``execute.run_one``'s stand-in on a Dask worker: records the device it was given and its worker."""
+    from distributed import get_worker
+
+    start = time.time()
+    time.sleep(0.3)
+    line = {"run_id": config_json["run_id"], "device": device, "worker": get_worker().address,
+            "start": start, "end": time.time()}
+    with open(options["log"], "a") as fh:
+        fh.write(json.dumps(line) + "\n")
+    return {"run_id": config_json["run_id"], "status": "done", "seconds": line["end"] - start}

@@ -126,3 +126,41 @@ def test_device_option(fake_gpus, monkeypatch):
     assert devices.parse_devices("auto") == ["cpu"]
     with pytest.raises(UserError, match="use --device cpu"):
         devices.parse_devices("cuda")
+
+
+@pytest.mark.parametrize("gpus", [True, False])
+def test_dask_workers_that_declare_a_gpu_get_one_run_at_a_time_on_cuda(tmp_path, monkeypatch, gpus):
+    distributed = pytest.importorskip("distributed")
+    from benchmarks import plan
+    monkeypatch.setattr(execute, "run_one", fake_gpu_run.dask_run)
+    todo = plan.unique_runs(plan.plan("smoke", ["core"], 2))
+    log = tmp_path / "log"
+    resources = {"resources": {"GPU": 1}} if gpus else {}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None,
+                                  **resources) as cluster:
+        finals = execute.on_dask(todo, cluster.scheduler_address, {"log": str(log)}, 1, lambda summary: None)
+    lines = spans(log)
+    assert len(finals) == len(todo) == len(lines) == 6
+    assert {x["device"] for x in lines} == ({"cuda"} if gpus else {"cpu"})
+    by_worker = defaultdict(list)
+    for line in lines:
+        by_worker[line["worker"]].append(line)
+    # a GPU worker takes one run at a time though it has two threads; a CPU one runs two at once
+    assert max(max_concurrency(group) for group in by_worker.values()) == (1 if gpus else 2)
+
+
+def test_the_estimate_on_gpus_calibrates_in_the_slots_workers(monkeypatch, fake_gpus):
+    from benchmarks import estimate as timing
+    fake_gpus(2)
+    slots = devices.slots(devices.parse_devices("cuda"), 2, 0)
+    seen = {}
+
+    def on_gpus(configs, options, threads, used):
+        seen["slots"] = used
+        return [[{"step": (1e-3, 1e-4), "forward": (1e-3, 1e-4), "iw": 0.0, "setup": 0.5, "share": 1.0}]
+                for _ in used]
+    monkeypatch.setattr(timing, "calibrate_on_gpus", on_gpus)
+    from benchmarks import plan
+    config = plan.unique_runs(plan.plan("smoke", ["core"], 1, ["vae"]))[0]
+    rates = timing.calibrate({"g": config}, {"device": "cuda:0"}, 4, 1, slots)
+    assert seen["slots"] == slots and rates["g"].step == (1e-3, 1e-4)
