@@ -29,3 +29,14 @@ def test_the_precision_report_on_this_cpu():
     assert report["logits"] == "torch.float32" and report["lstm_weight_grad"] == "torch.float32"
     if not report["bf16_parts"]:  # no AMX: the LSTM computes in float32
         assert report["lstm_weight"] == report["lstm_input"] == "torch.float32"
+
+
+def test_a_cpu_only_torch_on_a_gpu_machine_is_named(monkeypatch):
+    monkeypatch.setattr(devices, "has_nvidia_gpu", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert "has no CUDA although the machine has an NVIDIA GPU" in devices.cpu_only_warning(devices.parse_devices("auto"))
+    with pytest.raises(UserError, match="install a CUDA build of torch"):
+        devices.parse_devices("cuda")
+    monkeypatch.setattr(devices, "has_nvidia_gpu", lambda: False)
+    assert devices.cpu_only_warning(["cpu"]) is None
