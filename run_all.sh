@@ -10,6 +10,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/bootstrap.sh"
 
+for arg in "$@"; do  # a dry run prints the plan and its estimate: nothing to tabulate
+  [ "$arg" = --dry-run ] && exec python -m benchmarks.run "$@"
+done
+
 results=results
 tables=()  # the options that say which runs the tables are made of
 args=("$@")

@@ -141,3 +141,15 @@ def test_model_lists_keep_the_commas_of_the_paper_rows():
     assert run.split_list(None) is None
     planned = plan.plan("smoke", ["table1"], 1, run.split_list("mae(1,0.2|2,0.2),vae"))
     assert {p.row for p in planned} == {"mae(1,0.2|2,0.2)", "vae"}
+
+
+def test_run_all_dry_run_prints_the_plan_and_runs_no_analysis(tmp_path, data_dir):
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "run_all.sh"), "--profile", "smoke", "--only", "core", "--seeds", "1",
+                           "--dry-run", "--results", str(tmp_path / "r"), "--data-dir", str(data_dir), "--offline"],
+                          capture_output=True, text=True, cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "estimated time left" in done.stdout and "error" not in done.stderr
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing tabulated
