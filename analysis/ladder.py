@@ -35,7 +35,7 @@ EXPERIMENT = "ladder"
 BASELINES = {"vae": "VAE", "lstm_lm": "LSTM-LM"}
 COLUMNS = [("f_mean", "f_bar", 2), ("kl", "KL", 2), ("kl_at_f1", "nz/2·des²", 1), ("mi", "MI", 2),
            ("mi_ceiling", "MI ceiling", 2), ("au", "AU", 1), ("nll", "NLL", 1), ("nll_unit_prior", "NLL N(0,I)", 1),
-           ("epochs", "epochs", 1)]
+           ("epochs", "epochs", 1), ("train_minutes", "train min", 1)]
 DIFFERENCES = [("nll", "vae"), ("nll_unit_prior", "vae"), ("nll", "lstm_lm"), ("nll_unit_prior", "lstm_lm")]
 
 
@@ -73,6 +73,7 @@ def ladder_table(runs: pd.DataFrame) -> pd.DataFrame:
         line = {"rung": rung, "row": row, "planned": len(group), "finished": len(finished),
                 "capped": collect.capped_count(finished), "failed": int((group["status"] == "failed").sum()),
                 "kl_at_f1": kl_at_unit_factor(row)}
+        finished = finished.assign(train_minutes=pd.to_numeric(finished["train_seconds"], errors="coerce") / 60)
         for key, _, _ in COLUMNS:
             if key == "kl_at_f1":
                 continue
@@ -117,7 +118,8 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + (
         "\n\nMean ± std over finished seeds. KL is the unscaled KL(q || N(0, I)) of the objective; nz/2·des² is the KL "
         "of an encoder whose own means have Std = des_std (f_bar = 1). MI is the whole-split MI on the decoder's "
-        "posterior, at most log N (the ceiling). Δ: the row's mean NLL minus the baseline's (the LSTM-LM has one NLL), "
+        "posterior, at most log N (the ceiling). train min: training minutes per run (other load on the "
+        "machine included). Δ: the row's mean NLL minus the baseline's (the LSTM-LM has one NLL), "
         "negative = better than the baseline; Welch's p where both have 2+ seeds.\n")
 
 
