@@ -6,7 +6,9 @@ status is "done"). Every figure is written to ``out_dir`` as PNG (150 dpi) and P
 function returns the paths it wrote:
 
 - ``latent_space``: the paper's synthetic latent-space experiment (posterior means per model and
-  mini-batch partitioning, coloured by Gaussian component, with their silhouette score);
+  mini-batch partitioning, coloured by Gaussian component, with their silhouette score), read from
+  each run's ``latent_means.csv`` (``benchmarks/derived.py``; computed from ``best.pt`` for a run
+  of an older store without it);
 - ``training_curves``: validation KL, MI and AU per epoch, one line per row;
 - ``paper_comparison_bars``: reproduced numbers next to the paper's, per dataset and metric.
 """
@@ -29,14 +31,14 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
 from analysis.collect import finished  # noqa: E402
-from benchmarks import data  # noqa: E402
-from benchmarks.train import load_trained  # noqa: E402
+from benchmarks import derived  # noqa: E402
+from benchmarks.errors import UserError  # noqa: E402
 
 # The paper's three mini-batch partitionings (data distribution / splitting), in its order.
 MODES = {"batching=random": "random / unchanged", "batching=resplit": "random / resplit",
          "batching=by_label": "one component per batch / unchanged"}
 CURVES = {"valid_kl": "validation KL", "valid_mi": "validation MI", "valid_au": "validation AU"}
-MAX_LATENT_DOCS = 2000
+MAX_LATENT_DOCS = derived.MAX_LATENT_DOCS
 COMPONENT_COLOURS = np.array(sns.color_palette("tab20", 20))  # a component k gets colour k (16 used)
 STYLE = "whitegrid"
 
@@ -85,19 +87,16 @@ def silhouette(points, labels) -> float:
 
 def decoder_means(run_dir, *, data_dir=None, cache_dir=None, limit: int = MAX_LATENT_DOCS):
     """(means [n, nz], labels [n]) for the first ``limit`` test documents of a finished run: the mean
-    of the posterior the decoder consumes (Scale-VAE: f_bar * mu; BN-VAE: the normalised mu)."""
-    model, corpus, _ = load_trained(run_dir, data_dir=data_dir, cache_dir=cache_dir)
-    labels = corpus.labels("test")
-    if labels is None:
-        raise ValueError(f"run {Path(run_dir).name}: the test split of {corpus.name} has no labels")
-    batches = data.BatchLoader(corpus.encoded("test")[:limit], 256, pad_id=corpus.vocab.pad_id,
-                               labels=labels[:limit], mode="length", shuffle=False)
-    means, components = [], []
-    with torch.no_grad():
-        for batch in batches:
-            means.append(model.decoder_posterior(model.posterior(batch)).mu)
-            components.append(batch.labels)
-    return torch.cat(means).double().numpy(), torch.cat(components).numpy()
+    of the posterior the decoder consumes (Scale-VAE: f_bar * mu; BN-VAE: the normalised mu), as the
+    run's ``latent_means.csv`` records them for the first ``MAX_LATENT_DOCS``; computed from its
+    ``best.pt`` for another ``limit`` or a run without the record."""
+    if limit == derived.MAX_LATENT_DOCS and (recorded := derived.read_latent(run_dir)) is not None:
+        return recorded
+    model, corpus, _ = derived.load_checkpoint(run_dir, derived.LATENT, data_dir=data_dir, cache_dir=cache_dir)
+    try:
+        return derived.decoder_means(model, corpus, limit)
+    except ValueError as error:
+        raise ValueError(f"run {Path(run_dir).name}: {error}") from None
 
 
 def plane(means: np.ndarray) -> np.ndarray:
@@ -137,11 +136,18 @@ def latent_space(runs: pd.DataFrame, out_dir, *, data_dir=None, cache_dir=None) 
             ax = axes[i, j]
             ax.set_title(MODES.get(setting, setting) if i == 0 else "", fontsize=10)
             ax.set_ylabel(row if j == 0 else "", fontsize=10)
-            if (row, setting) not in run_dirs:
-                ax.text(0.5, 0.5, "not run", ha="center", va="center", color="grey", transform=ax.transAxes)
+            try:
+                means, labels = decoder_means(run_dirs[row, setting], data_dir=data_dir, cache_dir=cache_dir) \
+                    if (row, setting) in run_dirs else (None, None)
+            except (UserError, OSError, ValueError) as error:
+                print(f"warning: {Path(run_dirs[row, setting]).name}: {error}; its latent-space panel is left empty",
+                      file=sys.stderr)
+                means = None
+            if means is None:
+                ax.text(0.5, 0.5, "not run" if (row, setting) not in run_dirs else "no record", ha="center",
+                        va="center", color="grey", transform=ax.transAxes)
                 ax.set(xticks=[], yticks=[])
                 continue
-            means, labels = decoder_means(run_dirs[row, setting], data_dir=data_dir, cache_dir=cache_dir)
             xy = plane(means)
             ax.scatter(xy[:, 0], xy[:, 1], c=COMPONENT_COLOURS[labels % len(COMPONENT_COLOURS)], s=5,
                        linewidths=0, rasterized=True)

@@ -1,208 +1,84 @@
-"""The generation metrics of the paper's Table 5 (protocol.md, "Metrics" and Table 5).
+"""Table 5's generation metrics, read from each run's record.
 
-Sampling follows He et al.'s ``sample_decode`` (jxhe/vae-lagging-encoder, commit cdc4eb9,
-``modules/decoders/dec_lstm.py:320-367``; DU-VAE's copy is the same): starting from ``<s>``, each
-word is drawn from the full softmax (``torch.multinomial``, no temperature or top-k, line 356)
-until ``</s>`` is drawn or ``length_c < 100`` stops the loop (line 342, ``length_c`` starts at 1
-for ``<s>``): at most 99 sampled tokens, ``</s>`` counted among them when it is drawn (lines
-361-365). Here z ~ N(0, I) times ``model.prior_std()`` (Scale-VAE's f_bar; 1 for every other
-method), and the decoder samples at most ``max_tokens`` tokens per sentence, ``</s>`` included:
-
-- profile without ``max_len`` (paper): 99, He et al.'s cap;
-- profile with ``max_len`` (quick: 40, smoke: 20): ``max_len + 1``, since its documents were
-  filtered to at most ``max_len`` words, so the longest has ``max_len`` words and its ``</s>``.
-
-A sample that draws no ``</s>`` within ``max_tokens`` tokens is *capped*: it has ``max_tokens``
-words and no end; the result counts them (``capped``) beside the cap (``max_tokens``).
-
-Sentences are sampled (``CHUNK`` at a time, from one seeded random stream) until they hold
-``tokens`` words (``DEFAULT_TOKENS`` = 20,000: at the quick profile's ~30-word sentences about 670
-sentences, the same order as the earlier 1,000-sentence samples, in about a second; at the paper's
-sizes some 200-300 sentences, under a minute on one CPU thread). Then:
-
-- ``ppl``: perplexity under a separately trained LSTM-LM of the same dataset over the WHOLE sampled
-  sentences (also the last one, cut below): exp of the summed -log p of the generated tokens
-  (its words, and ``</s>`` only where the model drew it; never ``<s>``) divided by their count.
-  A capped sample is scored without an end token it never produced.
-- the n-gram statistics are over exactly ``tokens`` words for every model, so that models whose
-  sentences differ in length are compared on samples of one size (Dist-n falls as a sample grows):
-  the sentences are laid end to end and the stream is cut after its ``tokens``-th word; the last
-  sentence keeps only its words before the cut. n-grams never cross a sentence boundary (nor the
-  cut, which ends the sample), and ``<s>``/``</s>`` are not words:
-
-  - ``gram2/3/4``: share of the generated n-grams (with multiplicity) that occur in the training
-    split (both as vocabulary-mapped words, n-grams inside one sentence);
-  - ``entropy``: entropy (natural log) of the generated unigram distribution;
-  - ``dist1/2/3``: distinct n-grams / generated n-grams (plain ratios).
-
-A share over no n-grams at all is ``None``. Should a model's sentences be so short that
-``tokens`` sentences hold fewer than ``tokens`` words, sampling stops there and ``tokens`` in the
-result says how many words the statistics used. The result is cached as ``generation.json`` in
-the VAE's run directory, keyed by the LM run's directory name, the budget and ``PROTOCOL`` (a
-result of another protocol, e.g. of the old 1,000-sentence, 40-token one, is recomputed); the
-first 50 sentences go to ``generated.txt`` beside it, whole (a capped one ends without ``</s>``).
+Sampling and the statistics are ``benchmarks/generation.py`` (its docstring has the protocol); they
+run when a run is scored, which writes the run's ``samples.txt`` and ``generation.json``. The PPL of
+the sample under the LSTM-LM of the same data and seed is the run's ``generation_ppl.json`` when the
+LM was scored in the same store (``benchmarks/derived.py``); otherwise it is computed here from the
+LM's ``best.pt`` and written there, so that a later analysis without checkpoints reads it. A run of
+an older store whose record lacks the sample is sampled here from its own ``best.pt``.
 """
 from __future__ import annotations
 
-import math
-from collections import Counter
 from pathlib import Path
 
-import torch
-
-from benchmarks import data, files, metrics
+from benchmarks import generation
+from benchmarks.config import RunConfig
+from benchmarks.derived import load_checkpoint
 from benchmarks.errors import UserError
-from benchmarks.store import write_json
-from benchmarks.train import load_trained
+from benchmarks.generation import DEFAULT_TOKENS, PPL_RECORD, PROTOCOL, RECORD
+from benchmarks.probe import cached
+from benchmarks.store import read_json
 
-from .probe import cached
-
-PROTOCOL = "budget-v2"  # sampling capped as above, n-grams over a word budget, no unsampled </s> scored
-SHOWN = 50  # sentences written to generated.txt
-PAPER_MAX_TOKENS = 99  # He et al.'s sample_decode: `length_c < 100` with length_c = 1 for <s>
-DEFAULT_TOKENS = 20_000  # words the n-gram statistics are computed over
-CHUNK = 200  # sentences sampled per decoder call
+BOOKKEEPING = ("samples_sha256", "vocabulary", "run_id")  # in generation.json, not metrics
 
 
-def max_tokens_for(max_len: int | None) -> int:
-    """Most tokens sampled per sentence (``</s>`` included) for a profile's ``max_len`` (0/None: none)."""
-    return max_len + 1 if max_len else PAPER_MAX_TOKENS
+class NoPerplexity(UserError):
+    """A run's generation metrics without PPL (no stored PPL under the LM, and no LM checkpoint to
+    compute it): ``metrics`` holds the others."""
 
-
-def ngrams(sentence: list[str], n: int) -> list[tuple[str, ...]]:
-    return list(zip(*(sentence[i:] for i in range(n))))
-
-
-def ngram_counts(sentences: list[list[str]], n: int) -> Counter:
-    return Counter(g for sentence in sentences for g in ngrams(sentence, n))
-
-
-def ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
-
-
-def unigram_entropy(sentences: list[list[str]]) -> float | None:
-    """Entropy (nats) of the unigram distribution of ``sentences``."""
-    counts = ngram_counts(sentences, 1)
-    total = sum(counts.values())
-    return -sum(c / total * math.log(c / total) for c in counts.values()) if total else None
-
-
-def distinct(sentences: list[list[str]], n: int) -> float | None:
-    """Dist-n: distinct n-grams / n-grams."""
-    counts = ngram_counts(sentences, n)
-    return ratio(len(counts), sum(counts.values()))
-
-
-def seen_share(generated: list[list[str]], reference: list[list[str]], n: int) -> float | None:
-    """Gram-n: share of the generated n-grams that occur anywhere in ``reference``."""
-    counts = ngram_counts(generated, n)
-    seen = {g for sentence in reference for g in ngrams(sentence, n) if g in counts}  # only what is generated
-    return ratio(sum(counts[g] for g in seen), sum(counts.values()))
-
-
-def ngram_statistics(generated: list[list[str]], reference: list[list[str]]) -> dict:
-    """Gram-2/3/4, entropy and Dist-1/2/3 of ``generated`` (lists of words) against ``reference``."""
-    return {**{f"gram{n}": seen_share(generated, reference, n) for n in (2, 3, 4)},
-            "entropy": unigram_entropy(generated),
-            **{f"dist{n}": distinct(generated, n) for n in (1, 2, 3)}}
-
-
-def cut_at_budget(sentences: list[list[str]], tokens: int) -> list[list[str]]:
-    """The first ``tokens`` words of ``sentences`` laid end to end, still split into sentences
-    (the sentence the cut falls in keeps its words before the cut; later ones are dropped)."""
-    kept, left = [], tokens
-    for sentence in sentences:
-        if left <= 0:
-            break
-        kept.append(sentence[:left])
-        left -= len(kept[-1])
-    return kept
-
-
-@torch.no_grad()
-def lm_perplexity(lm, vocab: data.Vocabulary, sentences: list[list[str]], ended: list[bool],
-                  batch_size: int) -> float:
-    """Perplexity of ``sentences`` (words) under a model without latent code (an LSTM-LM).
-
-    Each sentence is scored as ``<s> words`` plus ``</s>`` where ``ended`` says the generator drew
-    it: the predicted tokens are the words and that ``</s>``, never an end the sample did not have
-    (``vocab.encode`` / ``BatchLoader`` would append one to every sentence)."""
-    if len(sentences) != len(ended):
-        raise ValueError(f"{len(sentences)} sentences but {len(ended)} end flags")
-    sequences = sorted((vocab.encode(s)[:None if end else -1] for s, end in zip(sentences, ended)), key=len)
-    nll = predicted = 0
-    device = lm.decoder.output.weight.device
-    for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start:start + batch_size]
-        lengths = torch.tensor([len(s) for s in chunk], device=device)
-        tokens = torch.full((len(chunk), int(lengths.max())), vocab.pad_id, dtype=torch.long, device=device)
-        for row, sequence in enumerate(chunk):
-            tokens[row, :len(sequence)] = torch.tensor(sequence)
-        # log_likelihood scores the targets tokens[:, 1:lengths] of each row: exactly the words and the drawn </s>
-        nll -= lm.decoder.log_likelihood(tokens, lengths, None)[:, 0].sum().item()
-        predicted += int((lengths - 1).sum())
-    return metrics.perplexity(nll, predicted)
-
-
-@torch.no_grad()
-def sample_sentences(model, vocab: data.Vocabulary, tokens: int, max_tokens: int, seed: int,
-                     chunk: int = CHUNK) -> tuple[list[list[str]], list[bool]]:
-    """Sentences (words) sampled from the model's generative rule, z ~ N(0, prior_std^2), until they
-    hold ``tokens`` words (or ``tokens`` sentences were drawn), each of at most ``max_tokens`` tokens
-    with ``</s>``; returns them with, per sentence, whether it drew ``</s>`` (False: capped)."""
-    sentences, ended, words = [], [], 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        while words < tokens and len(sentences) < tokens:
-            z = model.sample_prior(chunk) if model.has_latent else None
-            # generate returns the ids before </s>: a sentence without </s> has all max_tokens ids
-            for ids in model.decoder.generate(z, vocab.bos_id, vocab.eos_id, max_tokens, greedy=False, n=chunk):
-                sentences.append(vocab.decode(ids))
-                ended.append(len(ids) < max_tokens)
-                words += len(sentences[-1])
-                if words >= tokens or len(sentences) >= tokens:
-                    break
-    return sentences, ended
-
-
-def generate_and_score(model, lm, vocab: data.Vocabulary, reference: list[list[str]], *, tokens: int,
-                       max_tokens: int, seed: int, batch_size: int) -> tuple[dict, list[list[str]]]:
-    """The metrics (see the module docstring) and the sampled sentences."""
-    generated, ended = sample_sentences(model, vocab, tokens, max_tokens, seed)
-    sample = cut_at_budget(generated, tokens)
-    result = {"ppl": lm_perplexity(lm, vocab, generated, ended, batch_size),
-              **ngram_statistics(sample, reference),
-              "tokens": sum(map(len, sample)), "token_budget": tokens, "sentences": len(generated),
-              "words": sum(map(len, generated)), "capped": ended.count(False), "max_tokens": max_tokens,
-              "protocol": PROTOCOL}
-    return result, generated
+    def __init__(self, message: str, metrics: dict):
+        super().__init__(message)
+        self.metrics = metrics
 
 
 def generation_metrics(run_dir, lm_run_dir, *, tokens: int = DEFAULT_TOKENS, data_dir=None, cache_dir=None) -> dict:
-    """Table 5 for one run: the metrics above plus ``tokens`` (words the n-gram statistics used:
-    the budget), ``token_budget``, ``sentences`` and ``words`` (whole sampled sentences and their
-    words, what PPL scores), ``capped`` (samples cut at ``max_tokens`` without ``</s>``),
-    ``max_tokens``, ``protocol`` and ``lm_run`` (the LM run's directory name)."""
-    run_dir, lm_name = Path(run_dir), Path(lm_run_dir).name
+    """Table 5 for one run: ``gram2/3/4``, ``entropy``, ``dist1/2/3``, ``tokens`` (words the n-gram
+    statistics used: the budget), ``token_budget``, ``sentences`` and ``words`` (whole sampled sentences
+    and their words, what PPL scores), ``capped`` (samples cut at ``max_tokens`` without ``</s>``),
+    ``max_tokens``, ``protocol``, and ``ppl`` under the LM run ``lm_run_dir`` with ``lm_run`` (its
+    directory's name). Raises NoPerplexity, carrying the rest, when ``lm_run_dir`` is None or the PPL
+    is neither stored nor computable (the LM's ``best.pt`` is not there)."""
+    run_dir = Path(run_dir)
+    lm_name = Path(lm_run_dir).name if lm_run_dir is not None else None
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
         raise UserError(f"tokens must be a positive integer, got {tokens!r}")
-    result = cached(run_dir / "generation.json", lm_run=lm_name, token_budget=tokens, protocol=PROTOCOL)
-    if result is not None:
-        return result
+    old = cached(run_dir / RECORD, lm_run=lm_name, token_budget=tokens, protocol=PROTOCOL) if lm_name else None
+    if old is not None and "ppl" in old:  # an older store's cache: the metrics and one LM's PPL
+        return old
+    record, samples = generation.read_record(run_dir, tokens), None
+    if record is None:  # an older store, or another budget: sampled from the run's best.pt
+        record, text = generation.generate_run(run_dir, tokens, data_dir=data_dir, cache_dir=cache_dir)
+        samples = generation.parse_samples(text)
+    metrics = {k: v for k, v in record.items() if k not in BOOKKEEPING}
+    if lm_run_dir is None:
+        raise NoPerplexity("no LSTM-LM run to score the generated text", metrics)
+    ppl = generation.stored_perplexity(run_dir, record, lm_name)
+    if ppl is None:
+        ppl = perplexity(run_dir, record, samples, Path(lm_run_dir), metrics, tokens == DEFAULT_TOKENS,
+                         data_dir=data_dir, cache_dir=cache_dir)
+    return {**metrics, "ppl": ppl, "lm_run": lm_name}
 
-    model, corpus, config = load_trained(run_dir, data_dir=data_dir, cache_dir=cache_dir)
-    lm, lm_corpus, lm_config = load_trained(lm_run_dir, data_dir=data_dir, cache_dir=cache_dir)
+
+def perplexity(run_dir: Path, record: dict, samples, lm_dir: Path, metrics: dict, write: bool, *, data_dir=None,
+               cache_dir=None) -> float:
+    """The PPL of the run's sample under the LM run's ``best.pt``, written to the run's ``generation_ppl.json``
+    when ``write``; NoPerplexity when the LM has no ``best.pt``."""
+    if not (lm_dir / "best.pt").exists():
+        raise NoPerplexity(f"no {PPL_RECORD} under {lm_dir.name} and no best.pt of that LSTM-LM to score the generated "
+                           "text with", metrics)
+    lm, lm_corpus, lm_config = load_checkpoint(lm_dir, PPL_RECORD, data_dir=data_dir, cache_dir=cache_dir)
     if lm.has_latent:
-        raise UserError(f"{lm_name} is a {lm_config.model} run; pass an lstm_lm run as the language model")
-    if lm_config.dataset != config.dataset or lm_corpus.vocab != corpus.vocab:
-        raise UserError(f"{lm_name} ({lm_config.dataset}, {lm_config.profile.name}) does not share the data and "
-                        f"vocabulary of {run_dir.name}; train lstm_lm on {config.dataset} with the same profile")
-    reference = [corpus.vocab.decode(ids) for ids in corpus.encoded("train")]
-    result, generated = generate_and_score(model, lm, corpus.vocab, reference, tokens=tokens,
-                                           max_tokens=max_tokens_for(config.profile.max_len), seed=config.seed,
-                                           batch_size=config.profile.eval_batch_size)
-    result["lm_run"] = lm_name
-    files.atomic_write(run_dir / "generated.txt", "".join(" ".join(s) + "\n" for s in generated[:SHOWN]).encode())
-    write_json(run_dir / "generation.json", result)
-    return result
+        raise UserError(f"{lm_dir.name} is a {lm_config.model} run; pass an lstm_lm run as the language model")
+    value = read_json(run_dir / "config.json", warn=False)
+    if value is None:
+        raise UserError(f"run {run_dir.name} has no readable config.json")
+    config = RunConfig.from_json(value)
+    ppl = None
+    if lm_config.dataset == config.dataset:
+        ppl = generation.score_samples(run_dir, record, lm, lm_corpus.vocab, lm_dir.name,
+                                       config.profile.eval_batch_size, samples=samples, write=write)
+    if ppl is None:
+        raise UserError(f"{lm_dir.name} ({lm_config.dataset}, {lm_config.profile.name}) does not share the data and "
+                        f"vocabulary of {run_dir.name} (or its {generation.SAMPLES} is not the sample its {RECORD} "
+                        f"names); train lstm_lm on {config.dataset} with the same profile")
+    return ppl

@@ -9,8 +9,12 @@ Runs on your own corpus (``python -m benchmarks.run --datasets DIR``) are
 tabulated with the same ``--datasets``/``--corpus-like``; without them, when
 every stored run of the profile is on user corpora, those corpora and the family
 their runs took are read from the runs' configurations.
-The linear probe (Table 4) and the generation metrics (Table 5) are computed
-from the trained models on first use and cached in each run's directory.
+The linear probe (Table 4), the generated text and its statistics (Table 5) and the
+latent-space figure's points are read from each run's record, written when the run was
+scored (benchmarks/derived.py): a store without checkpoints gives the same tables. The
+PPL of a run's generated text under the LSTM-LM of its seed is read from its record too,
+or computed from the LM's best.pt and written there; a run of an older store whose record
+lacks a file is computed from its own best.pt.
 """
 from __future__ import annotations
 
@@ -51,16 +55,21 @@ def probes(runs: pd.DataFrame, data_dir, cache_dir) -> dict[str, dict]:
 
 
 def generations(runs: pd.DataFrame, data_dir, cache_dir) -> dict[str, dict]:
-    """Table 5: each VAE run's generated text, scored by the LSTM-LM of the same dataset and seed."""
+    """Table 5: each VAE run's generated text, scored by the LSTM-LM of the same dataset and seed. A PPL
+    that is neither stored nor computable (no finished LM, or no LM checkpoint) leaves its cell empty,
+    with one line; the run's other cells stand."""
     from analysis import generation
     lms = {(r.dataset, r.seed): r.run_dir for r in finished(runs, "table5").itertuples() if r.method == "lstm_lm"}
     vaes = runs[runs["method"] != "lstm_lm"]
 
     def compute(run):
-        if (run.dataset, run.seed) not in lms:
-            raise UserError(f"no finished LSTM-LM of seed {run.seed} to score the generated text")
-        return generation.generation_metrics(run.run_dir, lms[(run.dataset, run.seed)], data_dir=data_dir,
-                                             cache_dir=cache_dir)
+        lm = lms.get((run.dataset, run.seed))
+        try:
+            return generation.generation_metrics(run.run_dir, lm, data_dir=data_dir, cache_dir=cache_dir)
+        except generation.NoPerplexity as missing:
+            why = missing if lm is not None else f"no finished LSTM-LM of seed {run.seed} to score the generated text"
+            print(f"warning: {run.run_id}: {why}; its PPL cell is left empty", file=sys.stderr)
+            return missing.metrics
     return derived(vaes, "table5", compute)
 
 

@@ -8,8 +8,10 @@ without one was scored by version 1). This command reloads the stored
 best-validation model (``best.pt``) of each selected finished run whose version
 is older than ``benchmarks.metrics.METRICS_VERSION`` (every selected run with
 ``--force``), scores it on the test split with the run's own seed (the same
-numbers a fresh run would report) and rewrites ``metrics.json``: the training
-record (times, epochs, method state) is kept, the evaluation is replaced. The
+numbers a fresh run would report), writes its derived records as a fresh run's
+scoring does (``benchmarks/derived.py``: the probe, the generated text, the latent
+means) and rewrites ``metrics.json``: the training record (times, epochs, method
+state) is kept, the evaluation is replaced. The
 runner (``benchmarks.run``) does the same for finished runs it finds stale.
 Without a filter every finished run under ``--results`` is selected. A fault of
 the machine (GPU out of memory, a CUDA error) while re-scoring writes nothing: the
@@ -28,6 +30,7 @@ import joblib
 
 import models
 
+from . import derived
 from . import devices as machine
 from . import metrics
 from . import plan as planning
@@ -49,7 +52,8 @@ def is_stale(run_dir: Path) -> bool:
 
 
 def rescore(run_dir, *, data_dir=None, cache_dir=None, device="cpu", eval_memory_mb: int | None = None) -> dict:
-    """Score a finished run's best model again and rewrite its ``metrics.json``; returns the new metrics.
+    """Score a finished run's best model again, write its derived records (``derived.write_records``) and
+    rewrite its ``metrics.json``; returns the new metrics.
 
     A fault of the machine raises MachineFault before anything is written: it is no
     failure of the run, which keeps its metrics as they were and is re-scored next time.
@@ -64,6 +68,9 @@ def rescore(run_dir, *, data_dir=None, cache_dir=None, device="cpu", eval_memory
         models.networks.float32_matmul_policy(device)  # as in training: IEEE float32, no TF32 on CUDA
         budget = machine.eval_memory_mb(config.profile.eval_memory_mb, device, eval_memory_mb)
         fresh = score(model, corpus, config, device, budget)
+        fresh["records_seconds"] = derived.write_records(
+            run_dir, model, corpus, config, device=device, runs_dir=run_dir.parent,
+            log=lambda line: print(f"{run_dir.name}: {line}", file=sys.stderr))
     except Exception as error:
         if (kind := machine_fault_kind(error)) is None:
             raise

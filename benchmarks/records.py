@@ -6,8 +6,8 @@ copies every finished or failed run of ``DIR/runs/`` (``config.json``, ``metrics
 ``failed.json``, ``history.csv``, the method's traces such as ``factor_trace.csv``, ``train.log``)
 into ``--to``'s ``runs/``, leaving out ``*.pt`` (checkpoints and best models: megabytes each, for
 resuming and re-scoring, not for the tables of the studies) and unfinished runs. A run already in
-the destination is left alone when its files are the same, and refused, in one line naming both,
-when they differ: two stores that disagree about one run id are not merged silently.
+the destination gains the files it lacks when the files both hold are the same, and is refused, in
+one line naming both, when they differ: two stores that disagree about one run id are not merged silently.
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ def record_files(run_dir: Path) -> list[Path]:
 
 
 def same_record(a: Path, b: Path) -> bool:
-    """The two run directories hold the same result files (the log may differ: it has times)."""
-    names = {p.name for p in record_files(a)} | {p.name for p in record_files(b)}
-    results = [n for n in names if n.endswith(".json")]
-    return all((a / n).exists() and (b / n).exists() and filecmp.cmp(a / n, b / n, shallow=False) for n in results)
+    """The result files both run directories hold are the same (the log may differ: it has times; a record
+    may have grown since, e.g. by a PPL written once its LSTM-LM finished)."""
+    shared = {p.name for p in record_files(a)} & {p.name for p in record_files(b)}
+    return all(filecmp.cmp(a / n, b / n, shallow=False) for n in shared if n.endswith(".json"))
 
 
 def export(results: Path, destination: Path) -> tuple[int, int]:
@@ -48,6 +48,9 @@ def export(results: Path, destination: Path) -> tuple[int, int]:
         if there.exists():
             if not same_record(run_dir, there):
                 raise UserError(f"run {run_dir.name} differs between {run_dir} and {there}; keep one of them")
+            for path in record_files(run_dir):  # files the record gained since it was exported
+                if not (there / path.name).exists():
+                    shutil.copy2(path, there / path.name)
             present += 1
             continue
         partial = there.with_name(f".{there.name}.export")

@@ -6,10 +6,12 @@
 Writes ``<results>/runs/<run-id>/`` atomically (the directory appears complete
 or not at all; see benchmarks/store.py): ``config.json`` (fully resolved),
 ``metrics.json`` (test split), ``history.csv`` (per epoch), ``best.pt``
-(best-validation model, with any method state such as Scale-VAE's f_bar) and
-``train.log``. A finished run is not trained again; an interrupted one resumes
-from its last epoch; one that diverges or raises is stored with ``failed.json``
-(exit code 1). The last line printed is the run directory.
+(best-validation model, with any method state such as Scale-VAE's f_bar),
+``train.log`` and the derived records the tables need of the run
+(``benchmarks/derived.py``: the probe, the generated text, the latent means).
+A finished run is not trained again; an interrupted one resumes from its last
+epoch; one that diverges or raises is stored with ``failed.json`` (exit code 1).
+The last line printed is the run directory.
 
 A fault of the machine (GPU out of memory, a CUDA error: ``errors.machine_fault_kind``)
 is not the run's result and is not stored: the run is left unfinished with its last
@@ -46,7 +48,7 @@ from .store import CORRUPT, DONE, FAILED, RunStore, read_json, write_json
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "rec", "elbo"]
-TIMING_KEYS = frozenset({"train_seconds", "statistics_seconds", "eval_seconds"})  # differ between identical runs
+TIMING_KEYS = frozenset({"train_seconds", "statistics_seconds", "eval_seconds", "records_seconds"})  # differ between identical runs
 
 
 def seed_everything(seed: int) -> None:
@@ -158,7 +160,8 @@ def _train_locked(config: RunConfig, store: RunStore, data_dir, cache_dir, devic
                 raise
             write_json(workdir / "config.json", config.to_json())
             try:
-                result, history, traces = fit_and_evaluate(config, corpus, device, workdir, both, eval_memory_mb)
+                result, history, traces = fit_and_evaluate(config, corpus, device, workdir, both, eval_memory_mb,
+                                                           runs_dir=store.root)
             except (KeyboardInterrupt, SystemExit, UnusableCheckpoint):
                 raise  # keep the partial directory: the next attempt resumes from last.pt
             except Exception as error:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
@@ -196,9 +199,13 @@ def release_device_memory(error: BaseException) -> None:
 
 
 def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log,
-                     eval_memory_mb: int | None = None) -> tuple[dict, list[dict], dict]:
-    """The run itself: train under the protocol (resuming from workdir/last.pt), then evaluate.
-    Returns the metrics, the per-epoch history and the method's traces ({name: rows})."""
+                     eval_memory_mb: int | None = None, runs_dir: Path | None = None) -> tuple[dict, list[dict], dict]:
+    """The run itself: train under the protocol (resuming from workdir/last.pt), then evaluate and
+    write the run's derived records into ``workdir`` (``derived.write_records``; ``runs_dir``, the
+    store's runs, is where it looks for the LSTM-LM that scores its generated text, or for the runs
+    whose text it scores). Returns the metrics, the per-epoch history and the method's traces ({name: rows})."""
+    from . import derived  # derived imports this module (load_trained)
+
     log(f"{config.run_id}: {corpus.description}; vocabulary {len(corpus.vocab)}, "
         f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} documents, device {device}")
     # Denormal floats (a collapsing posterior's gradients hold them) are slow on CPUs: VAE's
@@ -230,6 +237,8 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log,
               "eval_memory_mb": budget,
               "run_id": config.run_id, "model": config.model, "dataset": config.dataset,
               "profile": config.profile.name, "seed": config.seed}
+    result["records_seconds"] = derived.write_records(workdir, model, corpus, config, device=device, runs_dir=runs_dir,
+                                                      log=log)
     return result, history, model.traces()
 
 
@@ -274,9 +283,14 @@ def load_trained(run_dir, *, data_dir=None, cache_dir=None, device="cpu"):
     vocab = data.Vocabulary.from_json(checkpoint["vocab"])
     if vocab != corpus.vocab:
         raise UserError(f"run {run_dir.name} was trained on a different vocabulary than {config.dataset} gives now")
+    return build_trained(config, vocab, checkpoint["model"], device), corpus, config
+
+
+def build_trained(config: RunConfig, vocab: data.Vocabulary, state: dict, device="cpu"):
+    """The run's model with the weights and method state of ``state`` (a ``state_dict``), in eval mode."""
     model = models.build(config.model, config.profile.architecture(len(vocab)), **config.hyperparameters)
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval(), corpus, config
+    model.load_state_dict(state)
+    return model.to(device).eval()
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -65,7 +65,7 @@ def test_runs_scored_by_older_metrics_are_refused_with_the_command_that_rescores
     values = json.loads((path / "metrics.json").read_text())
     values.pop("metrics_version")
     (path / "metrics.json").write_text(json.dumps({**values, **stale}))
-    with pytest.raises(UserError, match=r"1 run\(s\) of version 1.*python -m benchmarks.evaluate --results"):
+    with pytest.raises(UserError, match=rf"1 run\(s\) of version {version or 1}.*python -m benchmarks.evaluate --results"):
         collect.collect(store, "smoke")
     assert make_tables.main(["--results", str(store), "--profile", "smoke"]) == 2
     err = capsys.readouterr().err

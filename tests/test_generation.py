@@ -1,4 +1,4 @@
-"""Table 5's generation protocol (analysis/generation.py) on tiny hand-made models, no data files:
+"""Table 5's generation protocol (benchmarks/generation.py) on tiny hand-made models, no data files:
 the sampling cap, scoring without an end token that was never drawn, and the word budget."""
 import math
 
@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from analysis import generation
-from benchmarks import data
+from benchmarks import data, generation
 from benchmarks.config import resolve
 
 from .helpers import tiny_arch
@@ -106,3 +105,13 @@ def test_the_cut_keeps_the_words_before_it_and_no_ngram_crosses_a_sentence():
     assert generation.cut_at_budget(sentences, 100) == sentences
     assert generation.ngram_counts(generation.cut_at_budget(sentences, 5), 2) == {
         ("a", "b"): 1, ("b", "c"): 1, ("d", "e"): 1}  # no ("c", "d")
+
+
+def test_the_recorded_sample_reads_back_as_drawn_with_its_end_tokens():
+    vae = banning(tiny("vae", 5))  # untrained: ended and capped sentences both occur
+    sentences, ended = generation.sample_sentences(vae, VOCAB, 300, 10, seed=0)
+    assert 0 < ended.count(False) < len(ended)
+    sentences, ended = sentences + [[], []], ended + [True, False]  # an empty sentence, ended or not
+    text = generation.samples_text(sentences, ended)
+    assert text.decode().splitlines()[-2:] == ["</s>", ""]
+    assert generation.parse_samples(text) == (sentences, ended)

@@ -1,6 +1,6 @@
-"""Table 4's linear probe (analysis/probe.py): DU-VAE's text_ss.py protocol on raw posterior means.
+"""Table 4's linear probe (benchmarks/probe.py): DU-VAE's text_ss.py protocol on raw posterior means.
 
-The smoke-run test of ``linear_probe`` (capped, seeded, cached) is in test_analysis_derived.py,
+The smoke-run test of ``linear_probe`` (capped, seeded, recorded) is in test_analysis_derived.py,
 beside the trained smoke runs it shares with the generation tests.
 """
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis import probe
+from benchmarks import probe
 
 
 def blobs(rng, n, d=4, classes=3, spread=0.3):

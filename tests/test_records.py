@@ -22,8 +22,9 @@ def test_export_copies_results_and_histories_but_no_checkpoint(tmp_path, capsys)
     assert sorted(p.name for p in copied.iterdir()) == ["config.json", "history.csv", "metrics.json"]
     assert not (tmp_path / "b" / "runs" / "run-2").exists()  # unfinished: nothing to record yet
     assert RunStore(tmp_path / "b").status("run-1") == "done"
+    write_json(store.final("run-1") / "generation_ppl.json", {"ppl": 50.0})  # the record grew since
     assert records.main(["export", "--results", str(tmp_path / "a"), "--to", str(tmp_path / "b")]) == 0
-    assert "1 already there" in capsys.readouterr().out
+    assert "1 already there" in capsys.readouterr().out and (copied / "generation_ppl.json").exists()
 
 
 def test_the_same_run_with_other_metrics_is_refused_in_one_line(tmp_path, capsys):
