@@ -140,6 +140,14 @@ def planned_datasets(experiment: str, profile: str) -> list[str]:
     return plan.load(experiment).get("datasets", {}).get(profile, [])
 
 
+def write_study(table: pd.DataFrame, name: str, text: str, tables_dir: Path) -> list[Path]:
+    """A study's table as ``NAME.csv`` and its markdown as ``NAME.md`` in ``tables_dir``; the paths written."""
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(tables_dir / f"{name}.csv", index=False)
+    (tables_dir / f"{name}.md").write_text(text, encoding="utf-8")
+    return [tables_dir / f"{name}.md"]
+
+
 def study_cli(argv, prog: str, description: str, table, markdown, write) -> int:
     """The command line of a study module (analysis/steady_state.py, analysis/ladder.py): print the study's
     table from ``--results`` and, with ``--out``, write its files there."""

@@ -180,13 +180,8 @@ def write(runs: pd.DataFrame, tables_dir: Path, figures_dir: Path | None) -> lis
     table = study_table(runs)
     if table.empty or not table["finished"].sum() + table["diverged"].sum():
         return []
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(tables_dir / f"{EXPERIMENT}.csv", index=False)
-    (tables_dir / f"{EXPERIMENT}.md").write_text(markdown(table), encoding="utf-8")
-    paths = [tables_dir / f"{EXPERIMENT}.md"]
-    if figures_dir is not None:
-        paths += curves_figure(runs, figures_dir)
-    return paths
+    paths = collect.write_study(table, EXPERIMENT, markdown(table), tables_dir)
+    return paths + (curves_figure(runs, figures_dir) if figures_dir is not None else [])
 
 
 def main(argv=None) -> int:

@@ -25,14 +25,6 @@ QUICK_SETTINGS = {"sa_vae": {"steps": 2}, "sa_vae_fd": {"steps": 2},
 LATE = TrainingProgress(epoch=3, step=1000, steps_per_epoch=10, kl_start=0.1, warmup_epochs=2.0, max_epochs=100)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(name, arch=None):
     torch.manual_seed(0)
     return models.build(name, arch or tiny_arch(), **QUICK_SETTINGS.get(name, {}))
