@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: bootstraps .venv, runs every experiment over 5 seeds, then makes the tables,
-# figures and report (results/tables, results/figures, results/REPORT.md).
+# figures and report (results/tables, results/figures, results/REPORT.md) of the runs it was asked
+# for (its --only, --seeds and --models go to make_tables too).
 #   ./run_all.sh                      profile quick on a machine without a GPU, paper with one
 #   ./run_all.sh --profile paper      the published setting on every visible GPU
 #   ./run_all.sh --only core --seeds 2 --jobs 2 ...   any option of python -m benchmarks.run
@@ -19,9 +20,10 @@ tables=()  # the options that say which runs the tables are made of
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   [ "${args[$i]}" = --results ] && results="${args[$((i + 1))]}"
-  case "${args[$i]}" in
-    --profile|--datasets|--corpus-like) tables+=("${args[$i]}" "${args[$((i + 1))]:-}") ;;
-    --profile=*|--datasets=*|--corpus-like=*) tables+=("${args[$i]}") ;;
+  case "${args[$i]}" in --results=*) results="${args[$i]#--results=}" ;; esac
+  case "${args[$i]}" in  # what was asked, so that the report counts those runs (make_tables takes them alike)
+    --profile|--datasets|--corpus-like|--only|--seeds|--models) tables+=("${args[$i]}" "${args[$((i + 1))]:-}") ;;
+    --profile=*|--datasets=*|--corpus-like=*|--only=*|--seeds=*|--models=*) tables+=("${args[$i]}") ;;
   esac
 done
 

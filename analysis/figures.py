@@ -10,7 +10,8 @@ function returns the paths it wrote:
   each run's ``latent_means.csv`` (``benchmarks/derived.py``; computed from ``best.pt`` for a run
   of an older store without it);
 - ``training_curves``: validation KL, MI and AU per epoch, one line per row;
-- ``paper_comparison_bars``: reproduced numbers next to the paper's, per dataset and metric.
+- ``paper_comparison_bars``: reproduced numbers next to the paper's, per dataset and metric (NLL as the
+  difference to VAE's).
 """
 from __future__ import annotations
 
@@ -211,17 +212,36 @@ def training_curves(runs: pd.DataFrame, out_dir, experiment: str = "table1") -> 
 # --------------------------------------------------------------------------- comparison with the paper
 
 
+REFERENCE = "vae"  # the NLL panels plot each row's NLL minus this row's: the ordering the paper's claims are about
+RELATIVE = "NLL"  # the metric drawn relative to REFERENCE
+RELATIVE_LABEL = "NLL − VAE's NLL (nats; lower is better)"
+
+
+def relative_to_reference(frame: pd.DataFrame, metric: str = RELATIVE, reference: str = REFERENCE) -> pd.DataFrame:
+    """``frame`` (rows x (family, metric)) as numbers, each ``metric`` column minus the ``reference`` row's value
+    in it: the reference reads 0, a row or a reference without a value NaN. Other columns as they are."""
+    out = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    for column in [c for c in out.columns if c[1] == metric]:
+        base = out.at[reference, column] if reference in out.index else math.nan
+        out[column] = out[column] - base
+    return out
+
+
 def paper_comparison_bars(reproduced: pd.DataFrame, paper: pd.DataFrame, out_dir, name: str = "table1_vs_paper",
-                          *, caption: str | None = None) -> list[Path]:
+                          *, caption: str | None = None, reproduced_std: pd.DataFrame | None = None) -> list[Path]:
     """Reproduced numbers (mean over seeds) next to the paper's, e.g. Table 1's NLL, KL, MI and AU on
     Yahoo and Yelp. Both frames are indexed by row name with (dataset family, metric) columns; one panel
     per column, paired horizontal bars per row; a missing value (not run, or the paper's "-") draws no
-    bar and reads "n/a". ``caption`` becomes the title, e.g. to say that a non-paper profile's absolute
-    values are on another scale. Writes ``<name>.png/.pdf``."""
+    bar and reads "n/a". NLL panels draw each row's NLL minus VAE's of the same source
+    (``relative_to_reference``), so that absolute values of different scales still show the ordering;
+    ``reproduced_std`` (same layout, seed std) adds error bars to ours there: the row's own spread over
+    seeds (VAE's, at 0, the spread of the reference). ``caption`` becomes the title, e.g. to say that a
+    non-paper profile's absolute values are on another scale. Writes ``<name>.png/.pdf``."""
     rows = list(dict.fromkeys([*paper.index, *reproduced.index]))
     columns = list(dict.fromkeys([*paper.columns, *reproduced.columns]))
     families, metrics = (list(dict.fromkeys(c[k] for c in columns)) for k in (0, 1))
-    sources = {"reproduced": reproduced, "paper": paper}
+    sources = {"reproduced": relative_to_reference(reproduced), "paper": relative_to_reference(paper)}
+    errors = {"reproduced": reproduced_std}
     colours = sns.color_palette("deep", len(sources))
     y, height = np.arange(len(rows)), 0.4
     with sns.axes_style(STYLE):
@@ -232,14 +252,25 @@ def paper_comparison_bars(reproduced: pd.DataFrame, paper: pd.DataFrame, out_dir
             if (family, metric) not in columns:
                 ax.axis("off")
                 continue
+            relative = metric == RELATIVE
             for k, ((source, frame), colour) in enumerate(zip(sources.items(), colours)):
-                column = frame.reindex(index=rows, columns=[(family, metric)]).iloc[:, 0]
-                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+                values = frame.reindex(index=rows, columns=[(family, metric)]).iloc[:, 0].to_numpy(dtype=float)
+                spread = errors.get(source)
+                xerr = None
+                if relative and spread is not None:
+                    xerr = pd.to_numeric(spread.reindex(index=rows, columns=[(family, metric)]).iloc[:, 0],
+                                         errors="coerce").to_numpy(dtype=float)
+                    xerr = np.where(np.isnan(values), np.nan, xerr)
+                    xerr = None if np.isnan(xerr).all() else np.nan_to_num(xerr)
                 offset = (k - 0.5) * height
-                ax.barh(y + offset, np.nan_to_num(values), height=height, color=colour, label=source)
+                ax.barh(y + offset, np.nan_to_num(values), height=height, color=colour, label=source, xerr=xerr,
+                        error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "0.3"})
                 for missing in y[np.isnan(values)]:
                     ax.text(0, missing + offset, " n/a", va="center", fontsize=6, color="grey")
-            ax.set_title(f"{family} {metric}", fontsize=10)
+            if relative:
+                ax.axvline(0, color="0.3", linewidth=0.8)
+                ax.set_xlabel(RELATIVE_LABEL, fontsize=7)
+            ax.set_title(f"{family} {metric}" + (" − VAE" if relative else ""), fontsize=10)
             ax.tick_params(labelsize=7)
         axes[0, 0].set_yticks(y, rows)
         axes[0, 0].invert_yaxis()

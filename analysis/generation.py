@@ -6,10 +6,15 @@ the sample under the LSTM-LM of the same data and seed is the run's ``generation
 LM was scored in the same store (``benchmarks/derived.py``); otherwise it is computed here from the
 LM's ``best.pt`` and written there, so that a later analysis without checkpoints reads it. A run of
 an older store whose record lacks the sample is sampled here from its own ``best.pt``.
+
+``uncapped_statistics`` scores the diversity (Dist-1/2/3, unigram entropy) on the samples that drew
+the end token alone, for the claims (the issue: a claim about generation "is scored on uncapped
+samples too"), with ``benchmarks/generation.py``'s formulas.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks import generation
 from benchmarks.config import RunConfig
@@ -20,6 +25,43 @@ from benchmarks.probe import cached
 from benchmarks.store import read_json
 
 BOOKKEEPING = ("samples_sha256", "vocabulary", "run_id")  # in generation.json, not metrics
+
+
+class UncappedSample(NamedTuple):
+    sentences: list[list[str]]  # the words of the samples that drew the end token
+    capped: int  # samples that reached the length cap without it
+    budget: int  # the word budget of the run's Table 5 statistics
+
+
+def uncapped_sample(run_dir, tokens: int = DEFAULT_TOKENS) -> UncappedSample | None:
+    """A run's samples that finished (``</s>`` ends their line of ``samples.txt``), or None when the
+    run has no sample of this protocol and budget, or its ``samples.txt`` is not the one recorded."""
+    record = generation.read_record(run_dir, tokens)
+    samples = generation.read_samples(run_dir, record) if record is not None else None
+    if samples is None:
+        return None
+    sentences, ended = samples
+    return UncappedSample([s for s, end in zip(sentences, ended) if end], ended.count(False), record["token_budget"])
+
+
+def diversity(sentences: list[list[str]], tokens: int) -> dict:
+    """Table 5's Dist-1/2/3 and unigram entropy over the first ``tokens`` words of ``sentences`` (laid end
+    to end, as ``benchmarks.generation.describe_sample`` cuts them), with ``tokens``: the words used."""
+    sample = generation.cut_at_budget(sentences, tokens)
+    return {"entropy": generation.unigram_entropy(sample), **{f"dist{n}": generation.distinct(sample, n) for n in (1, 2, 3)},
+            "tokens": sum(map(len, sample))}
+
+
+def uncapped_statistics(run_dirs: dict[str, Path]) -> dict[str, dict]:
+    """run_id -> ``diversity`` of the run's uncapped samples, with ``capped`` and ``sentences`` (all its
+    samples), for runs of one dataset. Dist-n falls as a sample grows, so every run is cut at one word
+    budget: the fewest uncapped words any of them has (at most the runs' own budget). A run whose every
+    sample hit the cap has no statistics (None) and sets no budget; a run without a sample is left out."""
+    samples = {run_id: s for run_id, run_dir in run_dirs.items() if (s := uncapped_sample(run_dir)) is not None}
+    words = [sum(map(len, s.sentences)) for s in samples.values()]
+    budget = min([w for w in words if w] + [s.budget for s in samples.values()], default=0)
+    return {run_id: {**diversity(s.sentences, budget), "capped": s.capped, "sentences": len(s.sentences) + s.capped}
+            for run_id, s in samples.items()}
 
 
 class NoPerplexity(UserError):

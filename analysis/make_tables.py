@@ -1,10 +1,21 @@
 """Tables 1-5 of the paper (LaTeX + CSV), the comparison with the paper, figures and REPORT.md.
 
-    python analysis/make_tables.py [--results results] [--out results/tables] [--profile P] [--std]
+    python analysis/make_tables.py [--results DIR [--results DIR ...]] [--out results/tables] [--profile P]
+        [--std] [--only E[,E...]] [--seeds N | --seeds FROM:TO] [--models M[,M...]]
         [--datasets DIR[,DIR...] [--corpus-like yahoo|yelp]]
 
 Works on whatever runs exist: missing runs show as "—", failed ones as
 "failed". Figures go to OUT/../figures and the report to OUT/../REPORT.md.
+Several ``--results`` (the flag repeated, one directory each) are pooled: a run id
+in two stores with the same metrics is one run, with other metrics it is refused in
+one line naming both; with several stores ``--out`` is required (no store's
+folder is chosen for you). ``--only``, ``--seeds`` and ``--models`` say what was
+asked, as ``python -m benchmarks.run`` takes them (``./run_all.sh`` passes its own);
+left out, they are read from the stores: the seeds of their runs, the experiments
+whose runs are all there and the fewest others that cover the rest ("Runs asked" in
+the report says so). The report counts the runs asked, names in one line
+the experiments not run (their claims left out), and leaves out tables without a
+finished run; no table without one is written, and nothing is compiled without pdflatex.
 Runs on your own corpus (``python -m benchmarks.run --datasets DIR``) are
 tabulated with the same ``--datasets``/``--corpus-like``; without them, when
 every stored run of the profile is on user corpora, those corpora and the family
@@ -30,8 +41,9 @@ import pandas as pd  # noqa: E402
 
 from analysis import claims, collect, report, tables  # noqa: E402
 from analysis import precision as precision_check  # noqa: E402
-from analysis import ladder, steady_state  # noqa: E402
-from analysis.collect import finished  # noqa: E402
+from analysis import ladder, report_status, steady_state  # noqa: E402
+from analysis.collect import Selection, finished  # noqa: E402
+from analysis.report_status import has_runs  # noqa: E402
 from benchmarks.errors import UserError  # noqa: E402
 from benchmarks import plan  # noqa: E402
 from benchmarks.plan import split_list  # noqa: E402
@@ -77,13 +89,24 @@ CONVENTIONS = ["nll", "nll_unit_prior", "elbo", "elbo_unit_prior", "training_elb
                "au", "au_scaled", "f_mean"]
 
 
-def conventions(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every reading of the metrics that have two conventions, for each Table 1 row (mean over finished seeds)."""
-    done = finished(runs, "table1")
+def conventions(runs: pd.DataFrame, experiments=("table1",)) -> pd.DataFrame:
+    """Every reading of the metrics that have two conventions, for each row of ``experiments`` (mean over
+    finished seeds, n of them)."""
+    parts = [finished(runs, e) for e in experiments]
+    done = pd.concat(parts).drop_duplicates("run_id") if parts else pd.DataFrame()
     if done.empty:
         return pd.DataFrame()
-    grouped = done.groupby(["row", "dataset"], sort=False)[CONVENTIONS].mean()
-    return grouped.reset_index().rename(columns={"f_mean": "f_bar"})
+    keys = ["row", "dataset"] + (["setting"] if done["setting"].fillna("").astype(bool).any() else [])
+    grouped = done.groupby(keys, sort=False)
+    frame = grouped[CONVENTIONS].mean().join(grouped.size().rename("n")).reset_index()
+    return frame[[*keys, "n", *CONVENTIONS]].rename(columns={"f_mean": "f_bar"})
+
+
+def scale_readings(runs: pd.DataFrame) -> pd.DataFrame:
+    """Scale-VAE's rows of the paper's tables (not the studies'), in every convention: the report's f_bar
+    and NLL under N(0, I) beside the NLL under its own prior."""
+    scale = runs[runs["method"] == "scale_vae"]
+    return conventions(scale, [e for e in dict.fromkeys(scale["experiment"]) if e not in collect.STUDIES])
 
 
 def build_tables(runs: pd.DataFrame, profile: str, data_dir=None, cache_dir=None,
@@ -106,7 +129,6 @@ def paper_table1_frame(table: tables.Table, values) -> pd.DataFrame:
 
 def make_figures(runs: pd.DataFrame, built: dict, papers: dict, figures_dir: Path, data_dir, cache_dir) -> tuple[list[Path], list[str]]:
     from analysis import figures
-    figures_dir.mkdir(parents=True, exist_ok=True)
     paths, extra = [], []
     latent = figures.latent_space(runs, figures_dir, data_dir=data_dir, cache_dir=cache_dir)
     paths += latent.get("paths", [])
@@ -120,41 +142,43 @@ def make_figures(runs: pd.DataFrame, built: dict, papers: dict, figures_dir: Pat
             scale = next(s for r, s in by_label.items() if r.startswith("scale_vae"))
             bn = next(s for r, s in by_label.items() if r.startswith("bn_vae"))
             extra += ["", f"Claim \"with one Gaussian component per mini-batch, Scale-VAE's latent space is less "
-                          f"cluttered than BN-VAE's\": {'holds' if scale > bn else 'does not hold'} "
-                          f"(silhouette {scale:.3f} vs {bn:.3f}; one seed, no test)."]
+                          f"cluttered than BN-VAE's\": {claims.MARKS[claims.ONE_SEED]}, "
+                          f"{claims.PAPERS_WAY if scale > bn else claims.OTHER_WAY} "
+                          f"(silhouette {scale:.3f} vs {bn:.3f}; the lowest seed only, no test)."]
     paths += figures.training_curves(runs, figures_dir)
     table1 = built["table1"]
     paper = papers["table1"]
-    if any(c.corpus for c in table1.columns):  # the paper has no numbers for a user corpus
+    if any(c.corpus for c in table1.columns) or not has_runs(table1):  # no numbers of the paper's to set beside
         return [Path(p) for p in paths], extra
     paths += figures.paper_comparison_bars(paper_table1_frame(table1, table1.mean),
                                            paper_table1_frame(table1, lambda r, k: paper.get((r, k), float("nan"))),
-                                           figures_dir, caption=table1.caption)
+                                           figures_dir, caption=table1.caption,
+                                           reproduced_std=paper_table1_frame(table1, table1.std))
     return [Path(p) for p in paths], extra
-
-
-def seed_selection(seeds: int | slice | None) -> str:
-    """How the report names a ``--seeds`` selection ("" for every seed)."""
-    if seeds is None:
-        return ""
-    if isinstance(seeds, slice):
-        return f"`--seeds {seeds.start}:{seeds.stop}`: seeds {seeds.start} to {seeds.stop - 1} of each experiment only"
-    return f"`--seeds {seeds}`: the first {seeds} seed(s) of each experiment only"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python analysis/make_tables.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default="results", help="results directory (with runs/)")
-    parser.add_argument("--out", default=None, help="where the tables go (default RESULTS/tables)")
+    parser.add_argument("--results", action="append", default=None, metavar="DIR",
+                        help="results directory (with runs/); repeat the flag to pool several stores (a run id in two "
+                             "of them with other metrics is refused). Default: results")
+    parser.add_argument("--out", default=None, help="where the tables go (default RESULTS/tables; required with several "
+                                                    "--results); figures go to OUT/../figures, the report to OUT/../REPORT.md")
     parser.add_argument("--profile", default=None, help="profile to tabulate (default: the one most runs used)")
     parser.add_argument("--std", action="store_true", help="show mean ± std in the LaTeX tables")
+    parser.add_argument("--only", default=None, help="as given to python -m benchmarks.run: the experiments asked "
+                        "(default: read from the stores: the experiments whose runs are all there, and the fewest "
+                        "others that cover the rest of their runs)")
+    parser.add_argument("--models", default=None, help="as given to python -m benchmarks.run: the rows or methods asked "
+                        "(default: every row)")
     parser.add_argument("--datasets", default=None,
                         help="as given to python -m benchmarks.run (default: the user corpora of the stored runs "
                              "when all of them are on corpora, else the experiments' own datasets)")
     parser.add_argument("--corpus-like", default=None, metavar="yahoo|yelp",
                         help="as given to python -m benchmarks.run (default: the family the corpus runs took)")
     parser.add_argument("--seeds", default=None, help="as given to python -m benchmarks.run: N (the first N seeds "
-                        "of each experiment) or FROM:TO (seeds FROM to TO-1), e.g. to compare two groups of seeds")
+                        "of each experiment) or FROM:TO (seeds FROM to TO-1), e.g. to compare two groups of seeds "
+                        "(default: the seeds of the stored runs)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--no-pdf", action="store_true", help="do not compile the tables with pdflatex")
     parser.add_argument("--data-dir", default=None)
@@ -162,23 +186,51 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def write_tables(built: dict[str, tables.Table], papers: dict, out: Path, with_std: bool) -> list[Path]:
+    """``NAME.tex``/``.csv`` of every table with a finished run, and ``comparison.tex`` when it has content;
+    a table's files from an earlier call are removed when it has none now. Returns the .tex files written."""
+    written = []
+    for name, table in built.items():
+        paths = (out / f"{name}.tex", out / f"{name}.csv")
+        if not has_runs(table):
+            for path in paths:
+                path.unlink(missing_ok=True)
+            continue
+        paths[0].write_text(tables.to_latex(table, with_std), encoding="utf-8")
+        tables.to_csv(table, paths[1])
+        written.append(paths[0])
+    comparison = report.comparison_latex(built, papers)
+    if comparison.strip():
+        (out / "comparison.tex").write_text(comparison, encoding="utf-8")
+        written.append(out / "comparison.tex")
+    else:
+        (out / "comparison.tex").unlink(missing_ok=True)
+    return written
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # means of empty cells are shown as "—"
-    results = Path(args.results)
-    out = Path(args.out) if args.out else results / "tables"
+    results = [Path(r) for r in args.results or ["results"]]
+    out = Path(args.out) if args.out else results[0] / "tables"
     root = out.parent
     try:
-        if not (results / "runs").is_dir():
-            raise UserError(f"no results store at {results}/runs; run ./run_all.sh (or pass --results DIR)")
+        if len(results) > 1 and not args.out:
+            raise UserError("several --results are pooled: pass --out DIR for the tables (the report goes to "
+                            "DIR/../REPORT.md), e.g. --out pooled/tables")
+        for store in results:
+            if not (store / "runs").is_dir():
+                raise UserError(f"no results store at {store}/runs; run ./run_all.sh (or pass --results DIR)")
         profile = args.profile or collect.infer_profile(results)
         datasets, corpus_like = split_list(args.datasets), args.corpus_like
         if datasets is None:
             datasets, corpus_like, notes = collect.infer_datasets(results, profile, corpus_like)
             for line in notes:
                 print(line)
-        seeds = plan.parse_seeds(args.seeds)
-        runs = collect.collect(results, profile, datasets, corpus_like, seeds)
+        given = Selection(split_list(args.only), plan.parse_seeds(args.seeds), split_list(args.models))
+        selection = collect.infer_selection(results, profile, datasets, corpus_like, given)
+        runs = collect.collect(results, profile, datasets, corpus_like, selection.seeds, selection.experiments,
+                               selection.models)
         corpora = plan.corpora_of(datasets)
         skips = plan.corpus_skips(None, corpora)  # one line per experiment left out on a corpus
         skipped = {}  # experiment -> why, when it runs on none of the corpora
@@ -195,15 +247,11 @@ def main(argv=None) -> int:
         return 2
     built = build_tables(runs, profile, args.data_dir, args.cache_dir, skipped)
     papers = {name: tables.paper_values(name) for name in built}
-    tex_files = []
-    for name, table in built.items():
-        (out / f"{name}.tex").write_text(tables.to_latex(table, args.std), encoding="utf-8")
-        tables.to_csv(table, out / f"{name}.csv")
-        tex_files.append(out / f"{name}.tex")
-    verdicts = claims.check_all(built)
-    (out / "comparison.md").write_text(report.comparison_markdown(built, papers, verdicts, conventions(runs)),
+    tex_files = write_tables(built, papers, out, args.std)
+    verdicts = claims.check_all(built, runs)
+    shown = report_status.with_evidence(verdicts, built)
+    (out / "comparison.md").write_text(report.comparison_markdown(built, papers, shown, conventions(runs)),
                                        encoding="utf-8")
-    (out / "comparison.tex").write_text(report.comparison_latex(built, papers), encoding="utf-8")
     figures, extra = ([], []) if args.no_figures else make_figures(runs, built, papers, root / "figures",
                                                                      args.data_dir, args.cache_dir)
     study = steady_state.write(runs, out, None if args.no_figures else root / "figures")
@@ -225,15 +273,22 @@ def main(argv=None) -> int:
             extra += ["Differences in a metric found" + summary[1].split("\n", 1)[0], ""]
     if skips:
         extra = ["Experiments left out on your corpus:", ""] + [f"- {line}" for line in skips] + ["", *extra]
-    (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, verdicts, figures, root, extra,
-                                                           seed_selection(seeds)), encoding="utf-8")
+    missing = report_status.not_run(runs, skipped)
+    status = [report_status.asked_line(selection), report_status.status_line(runs),
+              report_status.not_run_line(missing, len(verdicts) - len(shown),
+                                         report_status.runner_options(profile, selection, datasets, corpus_like, results)),
+              report_status.verdict_summary(shown)]
+    sections = report_status.scale_priors(scale_readings(runs)) + report_status.documents(collect.kept_documents(runs))
+    (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, shown, figures, root, extra,
+                                                           [line for line in status if line], sections),
+                                    encoding="utf-8")
     if not args.no_pdf:
-        problem = report.compile_tables(tex_files + [out / "comparison.tex"], out / "tables.pdf", out / "tables.png")
-        print(problem or f"compiled {out / 'tables.pdf'} (page 1: {out / 'tables.png'})")
-    status = runs.drop_duplicates("run_id")["status"].value_counts().to_dict()
-    print(f"profile {profile}: {status}; tables in {out}, report {root / 'REPORT.md'}")
-    print("claims: " + ", ".join(f"{v.verdict}: {sum(w.verdict == v.verdict for w in verdicts)}"
-                                 for v in {v.verdict: v for v in verdicts}.values()))
+        print(report.compile_tables(tex_files, out / "tables.pdf", out / "tables.png"))
+    print(f"profile {profile}: {status[1]} {status[0].replace('`', '')}")
+    for line in status[2:]:
+        if line:
+            print(line)
+    print(f"tables in {out}, report {root / 'REPORT.md'}")
     return 0
 
 

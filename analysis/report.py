@@ -1,4 +1,5 @@
-"""Reproduced vs paper, cell by cell (comparison.md / .tex), and the one-page REPORT.md."""
+"""Reproduced vs paper, cell by cell (comparison.md / .tex), the one-page REPORT.md, and the tables
+compiled by pdflatex. Tables without a finished run and claims on them are left out of all three."""
 from __future__ import annotations
 
 import math
@@ -11,12 +12,10 @@ import pandas as pd
 
 from benchmarks.config import load_profile
 
-from .claims import AT_CEILING, FAILS, HOLDS, NOT_RUN, ONE_SEED, Verdict
-from .collect import STUDIES, capped_count
+from .claims import MARKS, Verdict
+from .collect import capped_count
+from .report_status import frame_markdown, has_runs
 from .tables import Table, format_cell, latex_escape, md, paper_units, protocol_words, to_markdown
-
-MARKS = {HOLDS: f"✅ {HOLDS}", FAILS: f"❌ {FAILS}", NOT_RUN: f"— {NOT_RUN}", AT_CEILING: f"⚠️ {AT_CEILING}",
-         ONE_SEED: f"⚠️ {ONE_SEED}"}
 
 
 def number(value: float, digits: int, sign: str = "") -> str:
@@ -66,6 +65,19 @@ def corpus_names(tables: dict[str, Table]) -> list[str]:
     return list(dict.fromkeys(c.corpus for table in tables.values() for c in table.columns if c.corpus))
 
 
+def claims_table(verdicts: list[Verdict]) -> list[str]:
+    """The claims as a markdown table: verdict (with the way the means lean) and evidence, and a column with
+    the verdicts under a quantity's other convention when some claim has one."""
+    others = any(v.others for v in verdicts)
+    lines = ["| claim | verdict | evidence |" + (" other convention |" if others else ""),
+             "|---|---|---|" + ("---|" if others else "")]
+    for v in verdicts:
+        verdict = v.mark + (f" ({v.convention})" if others and v.convention else "")
+        extra = "; ".join(f"{o.convention}: {o.mark} ({o.evidence})" for o in v.others)
+        lines.append(f"| {md(v.claim.text)} | {md(verdict)} | {md(v.evidence)} |" + (f" {md(extra)} |" if others else ""))
+    return lines
+
+
 def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdicts: list[Verdict],
                         readings: pd.DataFrame | None) -> str:
     corpora = corpus_names(tables)
@@ -74,13 +86,15 @@ def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdi
              ["Every cell the paper reports, beside the reproduced mean ± std over seeds (n = seeds finished).",
               "At a profile other than `paper` the absolute values are not comparable; the claims below are",
               "what can be compared."])
-    lines = ["# Reproduced vs paper", "", *intro, "", "## The paper's claims", "", "| claim | verdict | evidence |",
-             "|---|---|---|"]
-    lines += [f"| {md(v.claim.text)} | {MARKS[v.verdict]} | {md(v.evidence)} |" for v in verdicts]
-    counts = pd.Series([v.verdict for v in verdicts]).value_counts()
-    lines += ["", "Verdicts: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".", ""]
+    lines = ["# Reproduced vs paper", "", *intro, ""]
+    if not any(has_runs(table) for table in tables.values()):
+        lines += ["No table has a finished run yet (REPORT.md says what was asked and what was not run).", ""]
+    if verdicts:
+        counts = pd.Series([v.verdict for v in verdicts]).value_counts()
+        lines += ["## The paper's claims", "", *claims_table(verdicts), "",
+                  "Verdicts: " + ", ".join(f"{n} {MARKS.get(k, k)}" for k, n in counts.items()) + ".", ""]
     for name, table in tables.items():
-        if name not in papers or table.skipped or not comparison_rows(table, papers[name]):
+        if name not in papers or not has_runs(table) or not comparison_rows(table, papers[name]):
             continue
         units = paper_units(name)
         lines += [f"## {name}", ""] + unit_note(table, papers[name], units)
@@ -104,17 +118,11 @@ def comparison_markdown(tables: dict[str, Table], papers: dict[str, dict], verdi
     return "\n".join(lines) + "\n"
 
 
-def frame_markdown(frame: pd.DataFrame) -> str:
-    cells = lambda values: "| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else md(v) for v in values) + " |"
-    return "\n".join([cells(frame.columns), "|" + "---|" * len(frame.columns)] +
-                     [cells(r) for r in frame.itertuples(index=False)])
-
-
 def comparison_latex(tables: dict[str, Table], papers: dict[str, dict]) -> str:
-    """Each table with cells "reproduced / paper", in the table's own layout."""
+    """Each table with runs, with cells "reproduced / paper", in the table's own layout ("" for none)."""
     parts = []
     for name, table in tables.items():
-        if name not in papers or table.skipped:
+        if name not in papers or not has_runs(table):
             continue
         columns = [c for c in table.columns if not c.corpus]  # the paper has no numbers for a user corpus
         rows = [r for r in table.rows if any((r, c.key) in papers[name] for c in columns)]
@@ -141,8 +149,11 @@ def comparison_latex(tables: dict[str, Table], papers: dict[str, dict]) -> str:
 
 
 def report_markdown(profile: str, runs: pd.DataFrame, tables: dict[str, Table], verdicts: list[Verdict],
-                    figures: list[Path], root: Path, extra: list[str], selection: str = "") -> str:
-    counts = runs.drop_duplicates("run_id")["status"].value_counts()
+                    figures: list[Path], root: Path, extra: list[str], status: list[str] = (),
+                    sections: list[str] = ()) -> str:
+    """REPORT.md: ``status`` (what was asked, how far it got, what was not run, the verdicts by label), the
+    failed runs, the claims ``verdicts`` (those with evidence), ``extra``, the tables with runs, ``sections``
+    (markdown lines, e.g. Scale-VAE under both priors) and the figures."""
     corpora = runs[runs["corpus"].fillna("") != ""][["corpus", "dataset", "family"]].drop_duplicates() \
         if "corpus" in runs else pd.DataFrame()
     title = (f"# Scale-VAE's comparison on your corpus: {', '.join(f'`{c}`' for c in dict.fromkeys(corpora['corpus']))}, "
@@ -150,9 +161,8 @@ def report_markdown(profile: str, runs: pd.DataFrame, tables: dict[str, Table], 
     lines = [title, "",
              "Generated by `python analysis/make_tables.py` from the results store; every table is also in",
              "`tables/` as LaTeX (booktabs) and CSV, and `tables/comparison.md` "
-             + ("lists the claims." if not corpora.empty else "sets each cell beside the paper's."), "",
-             "Runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" (of {counts.sum()} distinct runs planned"
-             + (f"; {selection}" if selection else "") + ").", ""]
+             + ("lists the claims." if not corpora.empty else "sets each cell beside the paper's."), ""]
+    lines += [line for item in status for line in (item, "")]
     if not corpora.empty:
         lines += ["**Your corpus**: " + "; ".join(f"`{r.corpus}` at `{r.dataset}`" + (
                       f", run as {r.family}-like (`--corpus-like {r.family}`: the paper's {r.family.capitalize()} side "
@@ -162,19 +172,25 @@ def report_markdown(profile: str, runs: pd.DataFrame, tables: dict[str, Table], 
     if profile != "paper":
         lines += [f"**Profile `{profile}`**: {load_profile(profile).description} ({protocol_words(profile)}). Its",
                   "absolute numbers are not comparable with the paper's; compare orderings and claims.", ""]
-    done = runs[(runs["status"] == "done") & ~runs["experiment"].isin(STUDIES)].drop_duplicates("run_id")
-    if "capped" in done and len(done):  # the study's own table counts its capped runs
+    tabulated = [name for name, table in tables.items() if has_runs(table)]  # the studies count their own
+    done = runs[(runs["status"] == "done") & runs["experiment"].isin(tabulated)].drop_duplicates("run_id")
+    if "capped" in done and len(done):
         lines += [f"Of the {len(done)} finished runs behind the tables, {capped_count(done)} ended at the epoch cap rather "
                   "than by the decay rule (cells with such a run are marked ‡).", ""]
     failed = runs[runs["status"].isin(["failed", "corrupt"])].drop_duplicates("run_id")
     if not failed.empty:
         lines += ["## Failed runs", ""] + [f"- `{r.run_id}`: {r.reason}" for r in failed.itertuples()] + [""]
-    lines += ["## Claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
-    lines += [f"| {md(v.claim.text)} | {MARKS[v.verdict]} | {md(v.evidence)} |" for v in verdicts] + [""] + extra + [""]
+    if verdicts:
+        lines += ["## Claims", "", *claims_table(verdicts), ""]
+    lines += extra + [""] if extra else []
     for name, table in tables.items():
-        lines += [f"## {table.caption.split('.')[0]}", "", to_markdown(table), ""]
-    lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(root).as_posix()})" for p in figures if p.suffix == ".png"]
-    return "\n".join(lines) + "\n"
+        if has_runs(table):
+            lines += [f"## {table.caption.split('.')[0]}", "", to_markdown(table), ""]
+    lines += list(sections)
+    pictures = [f"![{p.stem}]({p.relative_to(root).as_posix()})" for p in figures if p.suffix == ".png"]
+    if pictures:
+        lines += ["## Figures", ""] + pictures
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 WRAPPER = r"""\documentclass{article}
@@ -191,12 +207,16 @@ WRAPPER = r"""\documentclass{article}
 """
 
 
-def compile_tables(tex_files: list[Path], pdf: Path, png: Path | None = None) -> str | None:
-    """Compile the tables in a standalone document with pdflatex (and render page 1 to PNG).
+def compile_tables(tex_files: list[Path], pdf: Path, png: Path | None = None) -> str:
+    """Compile the tables in a standalone document with pdflatex (and render page 1 to PNG with pdftoppm).
 
-    Returns None on success, else one line saying why (pdflatex missing, or its error)."""
+    Returns one line: what was written, or why nothing was (pdflatex missing, or its error). Nothing is
+    written for an engine that is missing."""
+    if not tex_files:
+        return "no table has a finished run: nothing to compile"
     if shutil.which("pdflatex") is None:
-        return "pdflatex not found (Debian: apt-get install texlive-latex-recommended); tables not compiled"
+        return (f"pdflatex not found (Debian: apt-get install texlive-latex-recommended): {pdf.name} not written; "
+                f"the LaTeX sources are in {pdf.parent}")
     with tempfile.TemporaryDirectory() as work:
         body = "\n\\clearpage\n".join(p.read_text(encoding="utf-8") for p in tex_files)
         Path(work, "tables.tex").write_text(WRAPPER % body, encoding="utf-8")
@@ -206,9 +226,12 @@ def compile_tables(tex_files: list[Path], pdf: Path, png: Path | None = None) ->
             error = next((l for l in done.stdout.splitlines() if l.startswith("!")), "see the pdflatex log")
             return f"pdflatex failed: {error}"
         shutil.copy(Path(work, "tables.pdf"), pdf)
-    if png is not None and shutil.which("pdftoppm"):
-        rendered = subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(pdf),
-                                   str(png.with_suffix(""))], capture_output=True, text=True, errors="replace")
-        if rendered.returncode != 0:
-            return f"compiled {pdf}, but pdftoppm could not render page 1: {rendered.stderr.strip()[:160]}"
-    return None
+    if png is None:
+        return f"compiled {pdf}"
+    if shutil.which("pdftoppm") is None:
+        return f"compiled {pdf}; pdftoppm not found (Debian: apt-get install poppler-utils): page 1 not rendered"
+    rendered = subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(pdf),
+                               str(png.with_suffix(""))], capture_output=True, text=True, errors="replace")
+    if rendered.returncode != 0:
+        return f"compiled {pdf}, but pdftoppm could not render page 1: {rendered.stderr.strip()[:160]}"
+    return f"compiled {pdf} (page 1: {png})"

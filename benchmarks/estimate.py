@@ -28,6 +28,8 @@ Finished runs win over the model: a configuration (all but the seed) that finish
 estimated by its measured seconds, then (method, dataset, profile) as before; the other runs
 get the model's estimate times the ratio measured / modelled over the finished runs of the plan.
 The wall time is the schedule of the estimated runs, costliest first, over the workers.
+Each run's expected epochs (for the progress bar, benchmarks/progress.py) come alike: those its
+finished configuration ran, else its cap times the share of their caps the plan's finished runs ran.
 No corpus is downloaded to estimate: runs on data not yet downloaded are left out (and said).
 """
 from __future__ import annotations
@@ -336,8 +338,9 @@ def run_seconds(metrics_json: dict) -> float:
     return sum(metrics_json.get(k) or 0.0 for k in ("train_seconds", "statistics_seconds", "eval_seconds"))
 
 
-def measured_runs(store) -> dict[str, tuple[dict | None, float, tuple]]:
-    """run id -> (its config.json, its measured seconds, (method, dataset, profile)) of finished runs."""
+def measured_runs(store) -> dict[str, tuple[dict | None, float, tuple, float | None]]:
+    """run id -> (its config.json, its measured seconds, (method, dataset, profile), its epochs) of
+    finished runs."""
     found = {}
     if not store.root.is_dir():
         return found
@@ -346,7 +349,8 @@ def measured_runs(store) -> dict[str, tuple[dict | None, float, tuple]]:
         if m is None or "train_seconds" not in m:
             continue
         config = read_json(path.parent / "config.json", warn=False)
-        found[path.parent.name] = (config, run_seconds(m), (m.get("model"), m.get("dataset"), m.get("profile")))
+        found[path.parent.name] = (config, run_seconds(m), (m.get("model"), m.get("dataset"), m.get("profile")),
+                                   m.get("epochs"))
     return found
 
 
@@ -366,6 +370,7 @@ class Estimate:
     ratio: float = 1.0  # measured / modelled over finished runs (applied to the model's numbers)
     quiet: dict[str, float] = field(default_factory=dict)  # run id -> seconds if nothing else used the CPU
     peak_mb: dict[str, float | None] = field(default_factory=dict)  # run id -> estimated GPU peak (GPUs only)
+    epochs: dict[str, float] = field(default_factory=dict)  # run id -> expected epochs
 
     def quiet_wall(self, run_ids) -> float | None:
         """As ``wall``, with the model's runs at the speed the calibration would have had alone."""
@@ -383,9 +388,10 @@ class Estimate:
         return [r for r in run_ids if r in self.seconds]
 
 
-def makespan(times: list[float], jobs: int) -> float:
-    """Wall time of runs handed, longest first, to whichever of ``jobs`` workers is free first."""
-    loads = [0.0] * max(1, jobs)
+def makespan(times: list[float], jobs: int, busy: list[float] = ()) -> float:
+    """Wall time of runs handed, longest first, to whichever of ``jobs`` workers is free first;
+    ``busy``: the seconds some workers have still to go on their runs in flight."""
+    loads = [*busy, *[0.0] * (max(1, jobs) - len(busy))]
     for t in sorted(times, reverse=True):
         loads[loads.index(min(loads))] += t
     return max(loads)
@@ -397,15 +403,18 @@ def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots
     options = options or {}
     started = time.perf_counter()
     finished = measured_runs(store)
-    by_config: dict[str, list[float]] = {}
-    by_kind: dict[tuple, list[float]] = {}
-    for config_json, seconds, kind in finished.values():
+    by_config: dict[str, list[tuple[float, float | None]]] = {}  # (seconds, epochs) of finished runs
+    by_kind: dict[tuple, list[tuple[float, float | None]]] = {}
+    for config_json, seconds, kind, epochs in finished.values():
         if config_json is not None:
-            by_config.setdefault(configuration_key(config_json), []).append(seconds)
-        by_kind.setdefault(kind, []).append(seconds)
+            by_config.setdefault(configuration_key(config_json), []).append((seconds, epochs))
+        by_kind.setdefault(kind, []).append((seconds, epochs))
+
+    def measured_runs_of(c: RunConfig) -> list[tuple[float, float | None]] | None:
+        return by_config.get(configuration_key(c)) or by_kind.get((c.model, c.dataset, c.profile.name))
 
     def measured(c: RunConfig) -> list[float] | None:
-        return by_config.get(configuration_key(c)) or by_kind.get((c.model, c.dataset, c.profile.name))
+        return [s for s, _ in measured_runs_of(c) or []] or None
 
     needed = [c for c in configs if not measured(c)]  # the model is needed for these only
     corpora = Corpora(options.get("data_dir"), options.get("cache_dir"))
@@ -441,7 +450,7 @@ def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots
     elif modelled and any(c.profile.max_decays > 0 for c in needed):
         note += "; each run counted at its epoch cap, an upper bound: the decay rule ends most runs earlier"
     seconds, source = {}, {}
-    every = [s for _, s, _ in finished.values()]
+    every = [s for _, s, _, _ in finished.values()]
     for c in configs:
         if same := measured(c):
             seconds[c.run_id], source[c.run_id] = mean(same), "measured"
@@ -451,13 +460,20 @@ def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots
             seconds[c.run_id], source[c.run_id] = mean(every), "measured"
     quiet = {c.run_id: seconds[c.run_id] * rates[group_key(c, shapes[c.run_id].vocab)].share
              for c in configs if source.get(c.run_id) == "model" and not pairs}  # finished runs: their ratio
+    plan_epochs = [(finished[c.run_id][3], c.profile.max_epochs) for c in configs
+                   if c.run_id in finished and finished[c.run_id][3]]
+    share = sum(e for e, _ in plan_epochs) / sum(cap for _, cap in plan_epochs) if plan_epochs else 1.0
+    epochs = {}
+    for c in configs:
+        ran = [e for _, e in measured_runs_of(c) or [] if e]
+        epochs[c.run_id] = mean(ran) if ran else c.profile.max_epochs * share
     peaks = {}
     if slots:  # the memory guard's figures: the method's table rows at the run's widest training batch
         for c in configs:
             if (shape := corpora.shapes(c)) is not None:
                 width = max(w for _, w in shape.train)
                 peaks[c.run_id] = memory.peak_mb(c.model, c.profile, shape.vocab, width)
-    return Estimate(seconds, source, jobs, note, corpora.missing, ratio, quiet, peaks)
+    return Estimate(seconds, source, jobs, note, corpora.missing, ratio, quiet, peaks, epochs)
 
 
 # ----------------------------------------------------------------------------- words
@@ -469,40 +485,3 @@ def duration(seconds: float) -> str:
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
 
-
-class Progress:
-    """Time left during a sweep: pending runs' estimates, corrected as runs finish.
-
-    A finished run's estimate is replaced by its measured seconds: the estimates of the runs
-    still to come are scaled by measured / estimated over the runs finished so far, and the work
-    already done on the runs in flight (the workers' time since the start not yet accounted by a
-    finished run) is subtracted. Runs without an estimate are counted apart (``unknown``).
-    """
-
-    def __init__(self, run_ids: list[str], estimates: dict[str, float], jobs: int, clock=time.monotonic):
-        self.pending = {r: estimates[r] for r in run_ids if r in estimates}
-        self.unknown = {r for r in run_ids if r not in estimates}
-        self.jobs, self.clock, self.start = max(1, min(jobs, len(run_ids))), clock, clock()
-        self.measured = self.expected = self.spent = 0.0
-
-    def finished(self, run_id: str, seconds: float, ok: bool = True) -> None:
-        self.unknown.discard(run_id)
-        self.spent += seconds
-        estimate = self.pending.pop(run_id, None)
-        if ok and estimate is not None and seconds > 0:
-            self.measured += seconds
-            self.expected += estimate
-
-    def left(self) -> float:
-        if not self.pending:
-            return 0.0
-        ratio = self.measured / self.expected if self.expected else 1.0
-        workers = min(self.jobs, len(self.pending) + len(self.unknown))
-        in_flight = max(0.0, (self.clock() - self.start) * self.jobs - self.spent)  # all workers busy so far
-        return max(0.0, makespan([t * ratio for t in self.pending.values()], workers) - in_flight / workers)
-
-    def postfix(self) -> str:
-        left = self.left()
-        finish = time.strftime("%H:%M", time.localtime(time.time() + left))
-        text = f"~{duration(left)} left, done ~{finish}"
-        return text + (f" + {len(self.unknown)} runs not estimated" if self.unknown else "")

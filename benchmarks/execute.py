@@ -8,11 +8,15 @@ Three ways, one summary per run:
 - ``--backend dask``: an existing Dask cluster. Workers that declare a ``GPU`` resource (start one
   worker per GPU: ``CUDA_VISIBLE_DEVICES=i dask worker ADDRESS --nthreads 1 --resources GPU=1``) get
   one run at a time on their ``cuda``; otherwise runs go to the workers' CPUs.
+
+The progress bar moves per epoch: a thread reads the runs in flight from the store every
+``POLL_SECONDS`` (benchmarks/progress.py), whichever way the runs execute.
 """
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -23,14 +27,16 @@ from tqdm import tqdm
 from . import devices as machine
 from . import estimate as timing
 from . import evaluate
+from .progress import Progress
 from .config import RunConfig
 from .errors import MachineFault, UserError
 from .scheduler import DeviceScheduler, Task
 from .store import DONE, FAILED, UNFINISHED, RunStore, read_json
-from .train import train_run
+from .train import CONCURRENT_RUNS_VARIABLE, train_run
 
 SUMMARY_KEYS = ("nll", "kl", "mi", "au")
 GPU_RESOURCE = "GPU"  # the Dask worker resource that marks one GPU
+POLL_SECONDS = 5.0  # how often the progress bar reads the runs in flight
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ def run_one(config_json: dict, options: dict, device: str, threads: int = 0) -> 
     error) leaves the run unfinished, not failed: its summary says which fault."""
     if threads:
         torch.set_num_threads(threads)
+    if options.get("concurrent_runs"):  # recorded in metrics.json: Table 2 says whether a time had the machine alone
+        os.environ[CONCURRENT_RUNS_VARIABLE] = str(options["concurrent_runs"])
     start = time.perf_counter()
     run_id = config_json.get("run_id", "?")
     try:
@@ -148,23 +156,49 @@ def execute(todo: list[RunConfig], pool: Workers, options: dict, estimate: timin
     """Every run of ``todo``, costliest first, with a progress bar; returns one summary per run."""
     seconds = estimate.seconds if estimate else {}
     todo = costliest_first(todo, seconds)
-    progress = timing.Progress([c.run_id for c in todo], seconds, pool.jobs)
+    if backend != "dask":  # a Dask cluster's concurrency is the cluster's: its runs record none
+        options = {**options, "concurrent_runs": pool.jobs}
+    epochs = {c.run_id: (estimate.epochs.get(c.run_id) if estimate else None) or c.profile.max_epochs for c in todo}
+    progress = Progress([c.run_id for c in todo], seconds, pool.jobs, epochs, RunStore(options["results"]))
+    lock, stop = threading.Lock(), threading.Event()
     # tqdm's own rate and ETA are left out: with the costliest runs first they mislead for hours
     with tqdm(total=len(todo), unit="run", file=sys.stdout, dynamic_ncols=True, postfix=progress.postfix(),
-              bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]") as bar:
+              bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} runs [{elapsed}{postfix}]") as bar:
+        shown = [bar.n, bar.postfix]
+
+        def show() -> None:  # under ``lock``; writes only what changed (a log file gets no line per poll)
+            position, postfix = progress.position(), progress.postfix()
+            if [position, postfix] != shown:
+                shown[:] = [position, postfix]
+                bar.n = position
+                bar.set_postfix_str(postfix, refresh=False)
+                bar.refresh()
+
         def report(summary: dict) -> None:
             bar.write(format_summary(summary))
             if summary.get("retrying"):
                 return
-            progress.finished(summary["run_id"], summary["seconds"], summary["status"] == DONE)
-            bar.set_postfix_str(progress.postfix(), refresh=False)
-            bar.update(1)
+            with lock:
+                progress.finished(summary["run_id"], summary["seconds"], summary["status"] == DONE)
+                show()
 
-        if backend == "dask":
-            return on_dask(todo, scheduler, options, pool.threads, report)
-        if pool.on_gpus:
-            return on_gpus(todo, pool, options, estimate.peak_mb if estimate else {}, report)
-        return on_cpus(todo, pool, options, report)
+        def poll() -> None:
+            while not stop.wait(POLL_SECONDS):
+                with lock:
+                    progress.poll()
+                    show()
+
+        watcher = threading.Thread(target=poll, name="progress", daemon=True)
+        watcher.start()
+        try:
+            if backend == "dask":
+                return on_dask(todo, scheduler, options, pool.threads, report)
+            if pool.on_gpus:
+                return on_gpus(todo, pool, options, estimate.peak_mb if estimate else {}, report)
+            return on_cpus(todo, pool, options, report)
+        finally:
+            stop.set()
+            watcher.join()
 
 
 def format_summary(s: dict) -> str:

@@ -1,4 +1,5 @@
-"""A run's record: its small text files, without checkpoints, to commit or carry to another machine.
+"""A run's record: its small text files, without checkpoints, to commit or carry to another machine,
+and several stores read as one (:class:`Pool`, for ``make_tables`` and ``benchmarks.summarize``).
 
     python -m benchmarks.records export --results DIR --to DIR
 
@@ -7,7 +8,11 @@ copies every finished or failed run of ``DIR/runs/`` (``config.json``, ``metrics
 into ``--to``'s ``runs/``, leaving out ``*.pt`` (checkpoints and best models: megabytes each, for
 resuming and re-scoring, not for the tables of the studies) and unfinished runs. A run already in
 the destination gains the files it lacks when the files both hold are the same, and is refused, in
-one line naming both, when they differ: two stores that disagree about one run id are not merged silently.
+one line naming both, when they differ (or when one holds its metrics and the other its failure): two
+stores that disagree about one run id are not merged silently.
+
+A :class:`Pool` reads several stores as one: a run id held by two of them with the same
+``metrics.json`` content is one run; with other metrics it is refused, in one line naming both.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .store import DONE, FAILED, RunStore
+from .store import CORRUPT, DONE, FAILED, PARTIAL, PENDING, RunStore, read_json
 
 SKIPPED_SUFFIXES = (".pt",)
 
@@ -34,6 +39,12 @@ def same_record(a: Path, b: Path) -> bool:
     return all(filecmp.cmp(a / n, b / n, shallow=False) for n in shared if n.endswith(".json"))
 
 
+def outcomes_differ(a: Path, b: Path) -> bool:
+    """One directory holds the run's metrics and the other its failure: two outcomes, not one record."""
+    return any((a / name).exists() and (b / other).exists()
+               for name, other in (("metrics.json", "failed.json"), ("failed.json", "metrics.json")))
+
+
 def export(results: Path, destination: Path) -> tuple[int, int]:
     """Copy the records of ``results``'s finished and failed runs to ``destination``; returns
     (runs copied, runs already there)."""
@@ -46,7 +57,7 @@ def export(results: Path, destination: Path) -> tuple[int, int]:
             continue
         there = target.final(run_dir.name)
         if there.exists():
-            if not same_record(run_dir, there):
+            if outcomes_differ(run_dir, there) or not same_record(run_dir, there):
                 raise UserError(f"run {run_dir.name} differs between {run_dir} and {there}; keep one of them")
             for path in record_files(run_dir):  # files the record gained since it was exported
                 if not (there / path.name).exists():
@@ -61,6 +72,58 @@ def export(results: Path, destination: Path) -> tuple[int, int]:
         partial.rename(there)  # a record appears whole or not at all
         copied += 1
     return copied, present
+
+
+PREFERENCE = (DONE, FAILED, CORRUPT, PARTIAL, PENDING)  # which store's copy of a run a pool reads
+
+
+class Pool:
+    """Several results stores read as one. A run id in two stores is one run when their ``metrics.json``
+    content is the same (its finished copy is read before a failed, corrupt or unfinished one); with other
+    metrics it is a :class:`UserError` naming both directories."""
+
+    def __init__(self, results):
+        self.stores = [RunStore(r) for r in results]
+        self.dirs: dict[str, list[Path]] = {}  # run id -> its run directories, in the stores' order
+        for store in self.stores:
+            if store.root.is_dir():
+                for run_dir in sorted(p for p in store.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                    self.dirs.setdefault(run_dir.name, []).append(run_dir)
+        for run_id, dirs in self.dirs.items():
+            if len(dirs) > 1:
+                require_same_metrics(run_id, dirs)
+
+    def held(self) -> set[str]:
+        """The run ids some store holds a record or an interrupted attempt of."""
+        partial = {p.name for s in self.stores if s.partials.is_dir() for p in s.partials.iterdir()
+                   if p.is_dir() and (p / "last.pt").exists()}
+        return set(self.dirs) | partial
+
+    def locate(self, run_id: str) -> tuple[str, Path]:
+        """(status, run directory) of the store whose copy of the run is read."""
+        found = [(store.status(run_id), store.final(run_id)) for store in self.stores]
+        return min(found, key=lambda f: PREFERENCE.index(f[0]) if f[0] in PREFERENCE else len(PREFERENCE))
+
+    def status(self, run_id: str) -> str:
+        return self.locate(run_id)[0]
+
+    def final(self, run_id: str) -> Path:
+        return self.locate(run_id)[1]
+
+    def finished(self) -> list[Path]:
+        """The run directory of every finished run, each run id once."""
+        found = [self.locate(run_id) for run_id in sorted(self.dirs)]
+        return [run_dir for status, run_dir in found if status == DONE]
+
+
+def require_same_metrics(run_id: str, dirs: list[Path]) -> None:
+    """The finished copies of one run (``dirs``, in several stores) hold the same metrics."""
+    copies = [(d, read_json(d / "metrics.json", warn=False)) for d in dirs if (d / "metrics.json").exists()]
+    copies = [(d, m) for d, m in copies if m is not None]  # a corrupt copy is reported as corrupt, not compared
+    for run_dir, metrics in copies[1:]:
+        if metrics != copies[0][1]:
+            raise UserError(f"run {run_id} has other metrics in {run_dir} than in {copies[0][0]}; keep one of them "
+                            "(delete the other directory) or tabulate the stores apart")
 
 
 def main(argv=None) -> int:

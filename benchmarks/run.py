@@ -147,7 +147,7 @@ def parse_args(argv=None):
                         "seeds FROM to TO-1 (e.g. 3:5 on a second machine while the first runs --seeds 3)")
     parser.add_argument("--jobs", type=int, default=None, help="CPU workers (default: one per core)")
     parser.add_argument("--runs-per-device", type=int, default=1,
-                        help="concurrent runs per GPU (memory permitting: benchmarks/memory.toml)")
+                        help="concurrent runs per GPU (memory permitting: benchmarks/memory.csv)")
     parser.add_argument("--device", default="auto",
                         help="auto (every visible GPU, else the CPU), cpu, cuda, or cuda:N[,M...]")
     parser.add_argument("--eval-memory-mb", type=int, default=None,

@@ -1,6 +1,10 @@
 """Summarise finished runs: mean ± std over seeds of every configuration.
 
-    python -m benchmarks.summarize [--results DIR] [--keys nll,kl,mi,au]
+    python -m benchmarks.summarize [--results DIR [--results DIR ...]] [--keys nll,kl,mi,au]
+
+Several ``--results`` (the flag repeated, one directory each) are pooled: a run id in two
+stores with the same metrics counts once; with other metrics it is refused in one line
+naming both (``benchmarks.records.Pool``).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import pandas as pd
 
 from .config import load_profile
 from .errors import UserError
+from .records import Pool
 from .store import read_json
 
 DEFAULT_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "f_mean", "train_seconds", "eval_seconds"]
@@ -32,11 +37,12 @@ def configuration_label(config: dict) -> str:
     return f"{label} [{changed}]" if changed else label
 
 
-def load_runs(results: Path) -> pd.DataFrame:
-    """One row per finished run: its metrics plus a ``config`` label (model, hyperparameters, overrides)."""
+def load_runs(results: list[Path]) -> pd.DataFrame:
+    """One row per finished run of the pooled stores ``results``: its metrics plus a ``config`` label
+    (model, hyperparameters, overrides)."""
     rows = []
-    for path in sorted((results / "runs").glob("*/metrics.json")):
-        metrics, config = read_json(path), read_json(path.parent / "config.json")
+    for run_dir in Pool(results).finished():
+        metrics, config = read_json(run_dir / "metrics.json"), read_json(run_dir / "config.json")
         if metrics is None or config is None:
             continue  # read_json said why, in one line
         rows.append({**metrics, "config": configuration_label(config)})
@@ -59,13 +65,16 @@ def summary_table(runs: pd.DataFrame, keys: list[str]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.summarize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default="results")
+    parser.add_argument("--results", action="append", default=None, metavar="DIR",
+                        help="results directory (with runs/); repeat it to pool several stores (default: results)")
     parser.add_argument("--keys", default=",".join(DEFAULT_KEYS))
     args = parser.parse_args(argv)
     try:
-        runs = load_runs(Path(args.results))
+        results = [Path(r) for r in args.results or ["results"]]
+        runs = load_runs(results)
         if runs.empty:
-            raise UserError(f"no finished runs under {args.results}/runs; train some with python -m benchmarks.train")
+            where = " or ".join(f"{r}/runs" for r in results)
+            raise UserError(f"no finished runs under {where}; train some with python -m benchmarks.train")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

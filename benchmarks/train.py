@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import errno
+import os
 import pickle
 import platform
 import shutil
@@ -48,13 +49,23 @@ from .store import CORRUPT, DONE, FAILED, RunStore, read_json, write_json
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 METRIC_KEYS = ["nll", "nll_unit_prior", "kl", "mi", "au", "ppl", "rec", "elbo"]
-TIMING_KEYS = frozenset({"train_seconds", "statistics_seconds", "eval_seconds", "records_seconds"})  # differ between identical runs
+# differ between identical runs: the times and how many runs shared the machine while they were taken
+TIMING_KEYS = frozenset({"train_seconds", "statistics_seconds", "eval_seconds", "records_seconds", "concurrent_runs"})
+CONCURRENT_RUNS_VARIABLE = "VAEBENCH_CONCURRENT_RUNS"  # set by the runner (benchmarks/execute.py): runs it trains at once
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def concurrent_runs() -> dict:
+    """``{"concurrent_runs": N}``: how many runs the runner trains at once on this machine, as it says in
+    ``VAEBENCH_CONCURRENT_RUNS`` (1: the run had the machine to itself, so Table 2 may compare its time);
+    {} when nothing says (a run trained alone by hand, or on a Dask worker)."""
+    value = os.environ.get(CONCURRENT_RUNS_VARIABLE, "").strip()
+    return {"concurrent_runs": int(value)} if value.isdigit() and int(value) >= 1 else {}
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -230,7 +241,7 @@ def fit_and_evaluate(config: RunConfig, corpus, device, workdir: Path, log,
                                                  "vocab": corpus.vocab.to_json()})
 
     result = {**score(model, corpus, config, device, budget), **model.state_summary(), "train_seconds": train_seconds,
-              "statistics_seconds": statistics_seconds, "epochs": trainer.epoch,
+              "statistics_seconds": statistics_seconds, **concurrent_runs(), "epochs": trainer.epoch,
               "best_epoch": trainer.best_epoch, "stopped_by": trainer.stop_reason,
               "capped": trainer.stop_reason == "max_epochs", "device": str(device), "versions": library_versions(),
               "bf16_parts": bf16_parts_run(config, device), "float32_matmul": float32_matmul,

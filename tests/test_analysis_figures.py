@@ -168,3 +168,50 @@ def test_paper_comparison_bars_with_missing_cells(tmp_path):
     paths = figures.paper_comparison_bars(reproduced[[("Yahoo", "NLL")]], paper[[("Yahoo", "NLL")]],
                                           tmp_path / "out", name="single")
     assert_figures(paths, ["single"])
+
+
+def drawn_bars(fig, title):
+    """{source: bar lengths} and {source: error-bar half-widths or None} of the panel titled ``title``."""
+    from matplotlib.container import BarContainer
+    ax = next(a for a in fig.axes if a.get_title() == title)
+    bars = {c.get_label(): [p.get_width() for p in c.patches] for c in ax.containers if isinstance(c, BarContainer)}
+    spans = {}
+    for c in ax.containers:
+        if isinstance(c, BarContainer):
+            segments = c.errorbar.lines[2][0].get_segments() if c.errorbar is not None else None
+            spans[c.get_label()] = None if segments is None else [(s[1, 0] - s[0, 0]) / 2 for s in segments]
+    return ax, bars, spans
+
+
+def test_paper_comparison_draws_nll_as_the_difference_to_vae(tmp_path, monkeypatch):
+    drawn = []
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, out_dir, stem: (drawn.append(fig), save(fig, out_dir, stem))[1])
+    columns = pd.MultiIndex.from_product([["Yahoo", "Yelp"], ["NLL", "KL"]])
+    rows = ["lstm_lm", "vae", "bn_vae(0.6)", "scale_vae(1.1,1)"]
+    paper = pd.DataFrame([[320.0, np.nan, 350.0, np.nan], [328.0, 0.0, 357.0, 0.0], [327.0, 8.0, 356.0, 6.0],
+                          [325.0, 9.0, 354.0, 8.0]], index=rows, columns=columns)
+    reproduced = pd.DataFrame([[120.0, np.nan, 150.0, np.nan], [128.0, 0.5, np.nan, 0.2],
+                               [126.5, 4.0, 149.0, 3.0]], index=["lstm_lm", "vae", "scale_vae(1.1,1)"], columns=columns)
+    std = reproduced * 0 + 0.25
+    std.loc["vae", ("Yahoo", "NLL")] = 0.5
+    paths = figures.paper_comparison_bars(reproduced, paper, tmp_path / "out", reproduced_std=std)
+    assert_figures(paths, ["table1_vs_paper"])
+    fig, = drawn
+
+    ax, bars, spans = drawn_bars(fig, "Yahoo NLL − VAE")
+    assert ax.get_xlabel() == "NLL − VAE's NLL (nats; lower is better)"
+    assert bars["paper"] == pytest.approx([-8.0, 0.0, -1.0, -3.0])
+    assert bars["reproduced"] == pytest.approx([-8.0, 0.0, 0.0, -1.5])  # bn_vae not run: no bar (n/a)
+    assert "n/a" in [t.get_text().strip() for t in ax.texts]
+    assert spans["reproduced"] == pytest.approx([0.25, 0.5, 0.0, 0.25]) and spans["paper"] is None
+    _, bars, _ = drawn_bars(fig, "Yelp NLL − VAE")  # our VAE lacks Yelp's NLL: no bar of ours there
+    assert bars["paper"] == pytest.approx([-7.0, 0.0, -1.0, -3.0]) and bars["reproduced"] == [0.0] * 4
+    _, bars, spans = drawn_bars(fig, "Yahoo KL")  # the other metrics as they are
+    assert bars["paper"] == pytest.approx([0.0, 0.0, 8.0, 9.0]) and bars["reproduced"] == pytest.approx([0, 0.5, 0, 4.0])
+    assert spans["reproduced"] is None
+
+    relative = figures.relative_to_reference(paper)
+    assert relative[("Yelp", "NLL")].tolist() == [-7.0, 0.0, -1.0, -3.0]
+    assert relative[("Yelp", "KL")].equals(paper[("Yelp", "KL")])
+    assert figures.relative_to_reference(paper.drop(index="vae"))[("Yahoo", "NLL")].isna().all()

@@ -1,10 +1,12 @@
 """Time before work: the runner's estimate of a sweep, calibrated on this machine (benchmarks/estimate.py)."""
+import os
 import re
 
 import pytest
 
 from benchmarks import estimate as timing
 from benchmarks import plan, run
+from benchmarks.progress import CAP, Progress
 from benchmarks.store import RunStore, write_json
 
 NUMBER = r"estimated time left: \d+ (s|min|h \d+ min) of wall time"
@@ -46,12 +48,12 @@ def fake_rates(groups, options, jobs, threads, slots, local=False):
     return {key: timing.Rates((1e-3, 1e-4), (1e-3, 1e-4), 0.0, 0.5) for key in groups}
 
 
-def finish(store: RunStore, config, seconds: float) -> None:
+def finish(store: RunStore, config, seconds: float, epochs: int | None = None) -> None:
     folder = store.final(config.run_id)
     folder.mkdir(parents=True)
     write_json(folder / "config.json", config.to_json())
     write_json(folder / "metrics.json", {"model": config.model, "dataset": config.dataset,
-                                         "profile": config.profile.name, "seed": config.seed,
+                                         "profile": config.profile.name, "seed": config.seed, "epochs": epochs,
                                          "train_seconds": seconds - 10, "statistics_seconds": 4, "eval_seconds": 6})
 
 
@@ -65,8 +67,10 @@ def test_finished_runs_times_win_over_the_calibrated_model(tmp_path, data_dir, m
 
     fresh = timing.estimate(configs, store, 1, options=options)
     assert set(fresh.source.values()) == {"model"} and all(s > 0 for s in fresh.seconds.values())
+    assert fresh.epochs == {c.run_id: c.profile.max_epochs for c in configs}  # nothing ran yet: the caps
 
-    finish(store, vae[0], seconds=500.0)  # seed 0 of the VAE took 500 s
+    cap = vae[0].profile.max_epochs
+    finish(store, vae[0], seconds=500.0, epochs=cap - 1)  # seed 0 of the VAE took 500 s, one epoch short of its cap
     known = timing.estimate(configs, store, 1, options=options)
     assert known.seconds[vae[0].run_id] == known.seconds[vae[1].run_id] == 500.0  # seed 1: as its seed 0
     assert known.source[vae[1].run_id] == "measured"
@@ -74,11 +78,13 @@ def test_finished_runs_times_win_over_the_calibrated_model(tmp_path, data_dir, m
     assert known.ratio == ratio and known.source[lm[0].run_id] == "model"
     assert abs(known.seconds[lm[0].run_id] - ratio * fresh.seconds[lm[0].run_id]) < 1e-6
     assert known.wall([c.run_id for c in vae]) == 1000.0 and known.wall([c.run_id for c in vae] * 2) == 2000.0
+    assert known.epochs[vae[1].run_id] == cap - 1  # as its seed 0 ran
+    assert known.epochs[lm[0].run_id] == pytest.approx(lm[0].profile.max_epochs * (cap - 1) / cap)  # the plan's share
 
 
 def test_the_progress_replaces_estimates_by_measured_times():
     now = [0.0]
-    progress = timing.Progress(["a", "b", "c", "d"], {"a": 100.0, "b": 100.0, "c": 50.0, "d": 50.0}, 2,
+    progress = Progress(["a", "b", "c", "d"], {"a": 100.0, "b": 100.0, "c": 50.0, "d": 50.0}, 2,
                                clock=lambda: now[0])
     assert progress.left() == 150.0  # a | b, then c | d
     now[0] = 200.0
@@ -91,7 +97,69 @@ def test_the_progress_replaces_estimates_by_measured_times():
     assert "left" in progress.postfix()
 
 
+def history(path, epochs: int, at: float) -> None:
+    """A run's history.csv with ``epochs`` lines after its header, last written at wall time ``at``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("epoch,seconds\n" + "".join(f"{e},1.0\n" for e in range(1, epochs + 1)))
+    os.utime(path, (at, at))
+
+
+def lock(store: RunStore, run_id: str, at: float) -> None:
+    path = store.partials / f"{run_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("host 1 1")
+    os.utime(path, (at, at))
+
+
+def test_the_bar_moves_per_epoch_and_the_time_left_follows_the_calibration(tmp_path):
+    """Fake histories, fake clocks: nothing trains, nothing is timed."""
+    store = RunStore(tmp_path / "r")
+    wall, now = [1000.0], [0.0]
+    estimates = {"a": 100.0, "b": 100.0, "c": 100.0}
+    progress = Progress(["a", "b", "c"], estimates, 2, epochs={"a": 10, "b": 10, "c": 10}, store=store,
+                        clock=lambda: now[0], wall=lambda: wall[0])
+    lock(store, "c", at=0.0)  # a crashed sweep's lock, from before this one: not in flight
+    progress.poll()
+    assert progress.position() == 0 and progress.left() == 200.0  # a | b, then c
+
+    lock(store, "a", at=1000.0)
+    lock(store, "b", at=1000.0)
+    history(store.partial("a") / "history.csv", 2, at=1020.0)
+    wall[0] = 1020.0
+    progress.poll()
+    assert progress.position() == pytest.approx(0.2)  # a: 2 of its 10 epochs; b: none written yet
+    assert progress.left() == pytest.approx(180.0)  # a: 80 s to go; b: 100 s less the 20 s since it began; then c
+
+    history(store.partial("a") / "history.csv", 5, at=1050.0)
+    history(store.partial("b") / "history.csv", 2, at=1050.0)
+    wall[0] = 1050.0
+    progress.poll()
+    assert progress.position() == pytest.approx(0.7)  # the bar grows with the epochs written
+    history(store.partial("a") / "history.csv", 1, at=1051.0)  # read while being rewritten: short
+    progress.poll()
+    assert progress.position() == pytest.approx(0.7)  # never backwards
+
+    history(store.final("a") / "history.csv", 5, at=1060.0)  # a ends after 5 of 10 epochs, in 150 s, not 100
+    (store.partials / "a.lock").unlink()
+    progress.finished("a", 150.0)
+    lock(store, "c", at=1060.0)
+    wall[0] = 1090.0
+    progress.poll()
+    # b's 2 epochs are 2 of the 5 the runs now take: 0.4 done
+    assert progress.epoch_ratio() == 0.5 and progress.position() == pytest.approx(1.4)
+    # x1.5 from 1 finished run: b has 150 * 0.6 = 90 s to go less 40 s since its last epoch; c 150 s less 30 s
+    assert progress.ratio() == 1.5 and progress.left() == pytest.approx(max(150 * 0.6 - 40, 150 - 30))
+
+    history(store.partial("b") / "history.csv", 50, at=1090.0)  # more epochs than expected: b is still running
+    progress.poll()
+    assert progress.position() == pytest.approx(1 + CAP)
+    progress.finished("b", 100.0)
+    progress.finished("c", 100.0, ok=False)
+    assert progress.position() == 3 and progress.left() == 0.0
+
+
 def test_makespan_hands_the_longest_runs_out_first():
     assert timing.makespan([3, 3, 2, 2, 2], 2) == 7
     assert timing.makespan([5, 1], 4) == 5
+    assert timing.makespan([3], 2, busy=[4, 1]) == 4 and timing.makespan([3, 2], 1, busy=[1, 1]) == 4
     assert timing.duration(45) == "45 s" and timing.duration(600) == "10 min" and timing.duration(9300) == "2 h 35 min"

@@ -33,3 +33,15 @@ def test_the_same_run_with_other_metrics_is_refused_in_one_line(tmp_path, capsys
     assert records.main(["export", "--results", str(tmp_path / "a"), "--to", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run-1 differs between" in err
+
+
+def test_a_run_finished_in_one_store_and_failed_in_the_other_is_refused(tmp_path, capsys):
+    fake_run(RunStore(tmp_path / "a"), "run-1", 100.0)
+    failed = RunStore(tmp_path / "b").final("run-1")
+    failed.mkdir(parents=True)
+    write_json(failed / "config.json", {"model": "vae", "seed": 0})
+    write_json(failed / "failed.json", {"reason": "loss became nan", "epoch": 2})
+    assert records.main(["export", "--results", str(tmp_path / "a"), "--to", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path / "a") in err and str(tmp_path / "b") in err
+    assert not (failed / "metrics.json").exists()  # no record holding both outcomes

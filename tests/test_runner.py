@@ -53,6 +53,7 @@ def test_a_sweep_with_two_workers_trains_each_run_once(tmp_path, data_dir, capsy
     runs = finished(tmp_path, "r")
     expected = {c.run_id for c in plan.unique_runs(plan.plan("smoke", ["table1"], 2, ["vae", "lstm_lm"]))}
     assert set(runs) == expected and len(expected) == 4
+    assert {m.get("concurrent_runs") for m in runs.values()} == {2}  # Table 2 can tell a shared machine
     assert "[done]" in capsys.readouterr().out
     stamps = {p: (tmp_path / "r" / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs}
     assert sweep(tmp_path, data_dir, "r", "--jobs", "2") == 0
@@ -153,3 +154,44 @@ def test_run_all_dry_run_prints_the_plan_and_runs_no_analysis(tmp_path, data_dir
     assert done.returncode == 0, done.stderr
     assert "estimated time left" in done.stdout and "error" not in done.stderr
     assert not (tmp_path / "r").exists()  # nothing trained, nothing tabulated
+
+
+def test_the_progress_bar_moves_per_epoch_while_a_run_trains(tmp_path, monkeypatch, capsys):
+    """execute's watcher reads the run in flight from the store: fake files, nothing trains or is timed."""
+    import time
+
+    from benchmarks import estimate as timing
+    from benchmarks.store import RunStore
+    todo = plan.unique_runs(plan.plan("smoke", ["table1"], 1, ["vae"]))
+    store = RunStore(tmp_path / "r")
+    positions = []
+
+    class Watched(run.execution.Progress):
+        def poll(self):
+            super().poll()
+            positions.append(self.position())
+
+    def one_run_in_flight(todo, pool, options, report):
+        first = todo[0].run_id
+        store.partial(first).mkdir(parents=True)
+        (store.partials / f"{first}.lock").write_text("host 1 1")
+        (store.partial(first) / "history.csv").write_text("epoch,seconds\n1,1.0\n2,1.0\n3,1.0\n")  # 3 of 10 epochs
+        deadline = time.monotonic() + 60
+        while not any(p > 0 for p in positions) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        summaries = [{"run_id": c.run_id, "status": "done", "nll": 1.0, "kl": 2.0, "mi": 0.5, "au": 3, "seconds": 7.0}
+                     for c in todo]
+        for summary in summaries:
+            report(summary)
+        return summaries
+
+    monkeypatch.setattr(run.execution, "Progress", Watched)
+    monkeypatch.setattr(run.execution, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(run.execution, "on_cpus", one_run_in_flight)
+    estimate = timing.Estimate({c.run_id: 100.0 for c in todo}, {}, 1, epochs={c.run_id: 10 for c in todo})
+    pool = run.execution.Workers(run.machine.slots(["cpu"], 1, 1), 1)
+    assert len(run.execution.execute(todo, pool, {"results": str(tmp_path / "r")}, estimate)) == len(todo)
+    assert pytest.approx(0.3) in positions  # the bar moved before the run finished
+    out = capsys.readouterr().out
+    assert f"0.3/{len(todo)} runs" in out and f"{len(todo)}.0/{len(todo)} runs" in out
+    assert f"[done]   {todo[0].run_id}: nll=1.00 kl=2.00 mi=0.50 au=3 (7s)" in out.splitlines()  # as before
