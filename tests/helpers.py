@@ -1,4 +1,5 @@
 """Tiny hand-made batches and models for unit tests (no data files needed)."""
+import json
 from dataclasses import dataclass
 
 import torch
@@ -34,3 +35,16 @@ def random_batch(batch=8, steps=6, vocab=12, seed=0):
 def tiny_arch(vocab=12, nz=3):
     return models.Architecture(vocab_size=vocab, emb_dim=8, enc_hidden=10, dec_hidden=10, nz=nz,
                                dropout_in=0.0, dropout_out=0.0, init="default")
+
+
+def write_finished_run(results, planned, **metrics):
+    """A finished smoke run of a planned configuration with the given metrics, written by hand (no training)."""
+    from benchmarks.metrics import METRICS_VERSION
+    run_dir = results / "runs" / planned.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(planned.config.to_json()))
+    values = {"model": planned.config.model, "dataset": planned.dataset, "profile": "smoke", "seed": planned.seed,
+              "run_id": planned.run_id, "kl": 1.0, "mi": 0.5, "au": 3, "train_seconds": 3600.0, "eval_seconds": 1.0,
+              "metrics_version": METRICS_VERSION}
+    (run_dir / "metrics.json").write_text(json.dumps({**values, **metrics}))
+    return run_dir

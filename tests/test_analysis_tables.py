@@ -13,21 +13,14 @@ from analysis import claims, collect, generation, make_tables, report, tables
 from benchmarks import plan
 from benchmarks.errors import UserError
 from benchmarks.metrics import METRICS_VERSION
+from .helpers import write_finished_run
 
 VAE_NLL = [100.0, 102.0, 104.0, 106.0, 108.0]
 SCALE_NLL = [90.0, 91.0, 92.0, 93.0, 94.0]
 SCALE = "scale_vae(1.1,1|1.1,7)"
 
 
-def write_run(results, planned, **metrics):
-    run_dir = results / "runs" / planned.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(planned.config.to_json()))
-    values = {"model": planned.config.model, "dataset": planned.dataset, "profile": "smoke", "seed": planned.seed,
-              "run_id": planned.run_id, "kl": 1.0, "mi": 0.5, "au": 3, "train_seconds": 3600.0, "eval_seconds": 1.0,
-              "metrics_version": METRICS_VERSION}
-    (run_dir / "metrics.json").write_text(json.dumps({**values, **metrics}))
-    return run_dir
+write_run = write_finished_run
 
 
 @pytest.fixture

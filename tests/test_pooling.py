@@ -9,20 +9,14 @@ from benchmarks import plan, summarize
 from benchmarks.errors import UserError
 from benchmarks.metrics import METRICS_VERSION
 from benchmarks.records import Pool
+from .helpers import write_finished_run
 
 SCALE = "scale_vae(1.1,1|1.1,7)"
 
 
 def write_run(results, planned, **metrics):
-    """A finished smoke run with known metrics (no training)."""
-    run_dir = results / "runs" / planned.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(planned.config.to_json()))
-    values = {"model": planned.config.model, "dataset": planned.dataset, "profile": "smoke", "seed": planned.seed,
-              "run_id": planned.run_id, "nll": 100.0 + planned.seed, "kl": 1.0, "mi": 0.5, "au": 3,
-              "train_seconds": 60.0, "eval_seconds": 1.0, "metrics_version": METRICS_VERSION}
-    (run_dir / "metrics.json").write_text(json.dumps({**values, **metrics}))
-    return run_dir
+    """A finished smoke run with known metrics (no training): NLL 100 + seed unless given."""
+    return write_finished_run(results, planned, **{"nll": 100.0 + planned.seed, "train_seconds": 60.0, **metrics})
 
 
 @pytest.fixture
