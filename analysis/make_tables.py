@@ -109,6 +109,14 @@ def scale_readings(runs: pd.DataFrame) -> pd.DataFrame:
     return conventions(scale, [e for e in dict.fromkeys(scale["experiment"]) if e not in collect.STUDIES])
 
 
+UNTABLED = ("core",)  # experiments whose runs no table or study shows: the report lists their metrics
+
+
+def untabled_readings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the asked experiments that no table shows (``core``), in every convention."""
+    return conventions(runs, [e for e in UNTABLED if e in set(runs["experiment"])])
+
+
 def build_tables(runs: pd.DataFrame, profile: str, data_dir=None, cache_dir=None,
                  skipped: dict[str, str] | None = None) -> dict[str, tables.Table]:
     """Tables 1-5; ``skipped``: {experiment: why} of the experiments that do not run on the user corpus."""
@@ -278,7 +286,8 @@ def main(argv=None) -> int:
               report_status.not_run_line(missing, len(verdicts) - len(shown),
                                          report_status.runner_options(profile, selection, datasets, corpus_like, results)),
               report_status.verdict_summary(shown)]
-    sections = report_status.scale_priors(scale_readings(runs)) + report_status.documents(collect.kept_documents(runs))
+    sections = (report_status.untabled(untabled_readings(runs)) + report_status.scale_priors(scale_readings(runs))
+                + report_status.documents(collect.kept_documents(runs)))
     (root / "REPORT.md").write_text(report.report_markdown(profile, runs, built, shown, figures, root, extra,
                                                            [line for line in status if line], sections),
                                     encoding="utf-8")

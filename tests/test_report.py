@@ -46,7 +46,9 @@ def test_a_cut_down_run_reports_what_was_asked_and_names_the_rest_once(core, opt
     assert "--profile smoke --seeds 1" in line and "claim(s) on them are left out" in line
     found = sections(text)
     assert all(found.values()), [name for name, body in found.items() if not body]  # no empty section
-    assert set(found) == {"Scale-VAE under both priors", "Documents kept per split"}  # no table, claim or figure
+    assert set(found) == {"Runs of `core`", "Scale-VAE under both priors", "Documents kept per split"}  # no table/claim/figure
+    assert [line.split(" | ")[0] for line in found["Runs of `core`"].splitlines() if line.startswith("| ")][1:] == \
+        ["| lstm_lm", "| vae", "| scale_vae(0.7,1)"]  # every core row, with its metrics
     assert "| scale_vae(0.7,1) | yahoo_small | 1 | 1.25 | 100.00 | 99.50 |" in found["Scale-VAE under both priors"]
     assert "| yahoo_small | 120 | 40 | 40 | 3 |" in found["Documents kept per split"]
     out = capsys.readouterr().out
