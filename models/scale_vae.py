@@ -112,7 +112,7 @@ class ScaleVAE(TextVAE):
     def traces(self) -> dict[str, list[dict]]:
         rows = []
         for epoch, batch, kind, f in self._trace:
-            values = f.tolist()
+            values = [float(str(v)) for v in f.float().numpy()]  # float32's shortest exact digits, not float64's 17
             rows.append({"epoch": epoch, "batch": "" if batch is None else batch, "kind": kind,
                          "f_mean": sum(values) / len(values), **{f"f_{d}": v for d, v in enumerate(values)}})
         return {"factor_trace": rows}

@@ -87,6 +87,16 @@ def test_scale_vae_uses_each_batchs_factor_during_the_first_f_epo_epochs():
         model.on_epoch_end()
 
 
+def test_scale_vae_factor_trace_keeps_float32_values_exactly_in_their_shortest_digits():
+    model = scale_vae(des_std=0.7, f_epo=1).train()
+    f = torch.tensor([20.35304069519043, 1 / 3, 2.5], dtype=torch.float32)
+    model._trace = [(1, 1, "batch", f)]
+    row = model.traces()["factor_trace"][0]
+    written = [row[f"f_{d}"] for d in range(3)]
+    assert torch.equal(torch.tensor(written, dtype=torch.float32), f)  # the same float32 values
+    assert [repr(v) for v in written] == ["20.35304", "0.33333334", "2.5"]  # not float64's 17 digits
+
+
 def test_scale_vae_uses_the_previous_epochs_average_factor_afterwards():
     model = scale_vae(des_std=1.1, f_epo=1).train()
     qa = DiagonalGaussian(torch.randn(16, 3) * 0.1, torch.zeros(16, 3))
