@@ -159,7 +159,8 @@ def execute(todo: list[RunConfig], pool: Workers, options: dict, estimate: timin
     if backend != "dask":  # a Dask cluster's concurrency is the cluster's: its runs record none
         options = {**options, "concurrent_runs": pool.jobs}
     epochs = {c.run_id: (estimate.epochs.get(c.run_id) if estimate else None) or c.profile.max_epochs for c in todo}
-    progress = Progress([c.run_id for c in todo], seconds, pool.jobs, epochs, RunStore(options["results"]))
+    progress = Progress([c.run_id for c in todo], seconds, pool.jobs, epochs, RunStore(options["results"]),
+                        kinds={c.run_id: c.model for c in todo})  # each method's runs scale its own
     lock, stop = threading.Lock(), threading.Event()
     # tqdm's own rate and ETA are left out: with the costliest runs first they mislead for hours
     with tqdm(total=len(todo), unit="run", file=sys.stdout, dynamic_ncols=True, postfix=progress.postfix(),
