@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import joblib
@@ -129,6 +130,10 @@ def on_gpus(todo: list[RunConfig], pool: Workers, options: dict, peaks: dict[str
 def on_cpus(todo: list[RunConfig], pool: Workers, options: dict, report) -> list[dict]:
     tasks = (joblib.delayed(run_one)(payload(c), options, machine.CPU, pool.threads) for c in todo)
     results = []
+    # loky replaces a worker whose memory grew 300 MB over a task (a long run's allocator caches) and
+    # warns of "a worker stopped ... a memory leak": the run had finished and its result is kept, so
+    # the warning is noise here. A worker that dies in a run is a machine fault, reported apart.
+    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
     with joblib.parallel_config(backend="loky"):
         for summary in joblib.Parallel(n_jobs=pool.jobs, return_as="generator_unordered")(tasks):
             results.append(summary)
