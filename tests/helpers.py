@@ -1,5 +1,6 @@
 """Tiny hand-made batches and models for unit tests (no data files needed)."""
 import json
+import os
 from dataclasses import dataclass
 
 import torch
@@ -48,3 +49,19 @@ def write_finished_run(results, planned, **metrics):
               "metrics_version": METRICS_VERSION}
     (run_dir / "metrics.json").write_text(json.dumps({**values, **metrics}))
     return run_dir
+
+
+# ---- the store of a sweep in flight, for the progress bar's tests
+
+def history(path, epochs: int, at: float) -> None:
+    """A run's history.csv with ``epochs`` lines after its header, last written at wall time ``at``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("epoch,seconds\n" + "".join(f"{e},1.0\n" for e in range(1, epochs + 1)))
+    os.utime(path, (at, at))
+
+
+def lock(store, run_id: str, at: float) -> None:
+    path = store.partials / f"{run_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("host 1 1")
+    os.utime(path, (at, at))

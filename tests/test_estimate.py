@@ -1,5 +1,4 @@
 """Time before work: the runner's estimate of a sweep, calibrated on this machine (benchmarks/estimate.py)."""
-import os
 import re
 
 import pytest
@@ -8,6 +7,8 @@ from benchmarks import estimate as timing
 from benchmarks import plan, run
 from benchmarks.progress import CAP, Progress
 from benchmarks.store import RunStore, write_json
+
+from .helpers import history, lock
 
 NUMBER = r"estimated time left: \d+ (s|min|h \d+ min) of wall time"
 
@@ -96,19 +97,6 @@ def test_the_progress_replaces_estimates_by_measured_times():
     assert progress.left() == pytest.approx(50 * 450 / 250 - 50)  # d, started at 200 s, has run 50 s
     assert "left" in progress.postfix()
 
-
-def history(path, epochs: int, at: float) -> None:
-    """A run's history.csv with ``epochs`` lines after its header, last written at wall time ``at``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("epoch,seconds\n" + "".join(f"{e},1.0\n" for e in range(1, epochs + 1)))
-    os.utime(path, (at, at))
-
-
-def lock(store: RunStore, run_id: str, at: float) -> None:
-    path = store.partials / f"{run_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("host 1 1")
-    os.utime(path, (at, at))
 
 
 def test_the_bar_moves_per_epoch_and_the_time_left_follows_the_calibration(tmp_path):

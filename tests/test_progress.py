@@ -1,25 +1,11 @@
 """The progress bar's time left (benchmarks/progress.py): each method scaled by its own finished runs,
 a run in flight by its own pace. Fake histories, fake clocks: nothing trains, nothing is timed."""
-import os
-
 import pytest
 
 from benchmarks.progress import Progress, shrunk
 from benchmarks.store import RunStore
 
-
-def history(path, epochs: int, at: float) -> None:
-    """A run's history.csv with ``epochs`` lines after its header, last written at wall time ``at``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("epoch,seconds\n" + "".join(f"{e},1.0\n" for e in range(1, epochs + 1)))
-    os.utime(path, (at, at))
-
-
-def lock(store: RunStore, run_id: str, at: float) -> None:
-    path = store.partials / f"{run_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("host 1 1")
-    os.utime(path, (at, at))
+from .helpers import history, lock
 
 
 def test_a_shrunk_ratio_is_half_way_after_one_run_and_the_pooled_one_without():
