@@ -79,6 +79,8 @@ def describe_cuts(cuts: dict[str, list[RunConfig]], estimate: timing.Estimate) -
     """One line: the options that shorten the sweep, with their estimates."""
     parts = []
     for option, todo in cuts.items():
+        if not todo:
+            continue  # every run of the cut is done: it cuts nothing
         wall = estimate.wall([c.run_id for c in todo])
         parts.append(f"{option} ({len(todo)} runs" + (f", ~{timing.duration(wall)})" if wall is not None else ")"))
     return "to cut it: " + ", ".join(parts) if parts else None

@@ -5,6 +5,7 @@ import pytest
 
 from benchmarks import estimate as timing
 from benchmarks import plan, run
+from benchmarks.config import resolve
 from benchmarks.progress import CAP, Progress
 from benchmarks.store import RunStore, write_json
 
@@ -151,3 +152,10 @@ def test_makespan_hands_the_longest_runs_out_first():
     assert timing.makespan([5, 1], 4) == 5
     assert timing.makespan([3], 2, busy=[4, 1]) == 4 and timing.makespan([3, 2], 1, busy=[1, 1]) == 4
     assert timing.duration(45) == "45 s" and timing.duration(600) == "10 min" and timing.duration(9300) == "2 h 35 min"
+
+
+def test_a_cut_whose_runs_are_all_done_is_not_offered():
+    config = resolve("vae", "yahoo_small", "smoke", 0)
+    estimate = timing.Estimate({config.run_id: 120.0}, {config.run_id: "model"}, jobs=1)
+    assert run.describe_cuts({"--only core": [], "--seeds 1": [config]}, estimate) == "to cut it: --seeds 1 (1 runs, ~2 min)"
+    assert run.describe_cuts({"--only core": []}, estimate) is None
