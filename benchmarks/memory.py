@@ -104,7 +104,7 @@ def measure_step(row: str, profile_name: str, precision: str, vocab: int, length
 
     from .config import load_profile
     from .protocol import Trainer
-    from .precision import synchronize
+    from .timers import synchronize
 
     import gc
 

@@ -37,7 +37,6 @@ import json
 import platform
 import resource
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -45,31 +44,16 @@ import torch
 import models
 
 from . import metrics, precision as bf16
-from .precision import synchronize
 from .config import resolve
 from .data import Batch
 from .errors import UserError
-from .protocol import Trainer
 from .plan import split_list
+from .timers import TrainingStep, first_documents, median, timed
 from .train import load_data, loader, resolve_device, seed_everything
 
 METHODS = ["vae", "scale_vae(0.7,1)", "bn_vae(0.6)", "agg_vae", "sa_vae"]
 DATASET = "yahoo_small"
 REFERENCE_CHUNK = 100  # samples per forward pass in He et al.'s calc_iwnll (one document per batch)
-
-
-def timed(fn, device, repeats: int, warm_up: bool = True) -> float:
-    """Seconds per call: the median of ``repeats`` calls after one untimed warm-up call."""
-    if warm_up:
-        fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return bf16.median(times)
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -86,54 +70,10 @@ def matmul_peak(device: torch.device, precision: str = "fp32", sizes=(2048, 4096
     return best
 
 
-def vae_step_flops(arch: models.Architecture, tokens: int, documents: int) -> float:
-    """Matmul FLOPs of one VAE training step: encoder LSTM, decoder LSTM (input [emb; z]) and the
-    output layer per token, the posterior projection per document; backward counted as 2x forward."""
-    per_token = 2 * (4 * arch.enc_hidden * (arch.emb_dim + arch.enc_hidden)
-                     + 4 * arch.dec_hidden * (arch.emb_dim + arch.nz + arch.dec_hidden)
-                     + arch.dec_hidden * arch.vocab_size)
-    return 3 * (per_token * tokens + 2 * arch.enc_hidden * 2 * arch.nz * documents)
-
-
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
-
-
-class TrainingStep:
-    """One method's model and trainer in its first training epoch, ready to time optimisation steps."""
-
-    def __init__(self, row: str, profile: str, corpus, device, precision: str):
-        config = resolve(row, DATASET, profile, 0, [f"precision={precision}"])
-        seed_everything(0)
-        self.row, self.device, self.hyperparameters = row, device, config.hyperparameters
-        self.model = models.build(config.model, config.profile.architecture(len(corpus.vocab)),
-                                  **config.hyperparameters).to(device)
-        self.trainer = Trainer(self.model, config.profile, loader(corpus, "train", config, device, True),
-                               loader(corpus, "valid", config, device, False), log=lambda line: None)
-        self.model.train()
-        self.model.on_epoch_start(1)  # Agg-VAE: the aggressive phase; Scale-VAE: per-batch factors
-        self.trainer.kl_weight = config.profile.kl_start
-
-    def seconds_per_step(self, batches: list) -> float:
-        """Wall seconds of one pass over ``batches``, per batch."""
-        synchronize(self.device)
-        start = time.perf_counter()
-        for batch in batches:
-            self.model.training_step(batch, self.trainer)
-        synchronize(self.device)
-        return (time.perf_counter() - start) / len(batches)
-
-    def entry(self, batches: list, passes: list[float]) -> dict:
-        """The step's figures from the seconds per step of each timed pass (their median)."""
-        seconds = bf16.median(passes)
-        tokens = sum(int(b.lengths.sum()) - b.size for b in batches) / len(batches)  # predicted tokens per batch
-        documents = sum(b.size for b in batches) / len(batches)
-        return {"row": self.row, "step_ms": 1000 * seconds, "tokens_per_s": tokens / seconds,
-                "pass_step_ms": [1000 * t for t in passes],
-                "flops_per_step_vae_count": vae_step_flops(self.model.arch, tokens, documents),
-                "hyperparameters": self.hyperparameters}
 
 
 def training_throughput(rows: list[str], profile: str, batches: list, corpus, device, passes: int,
@@ -147,7 +87,8 @@ def training_throughput(rows: list[str], profile: str, batches: list, corpus, de
     ``after_each_pass()`` is called after each timed round (the matmul peak beside it). Rows
     starting with a name in ``costly`` are timed once, on one median-length batch, with no warm-up.
     """
-    steps = {(p, row): TrainingStep(row, profile, corpus, device, p) for p in precisions for row in rows}
+    steps = {(p, row): TrainingStep(resolve(row, DATASET, profile, 0, [f"precision={p}"]), corpus, device, row)
+             for p in precisions for row in rows}
     cheap = [key for key in steps if not key[1].startswith(costly)]
     times = {key: [] for key in cheap}
     for round_ in range(passes + 1):
@@ -193,7 +134,7 @@ def iw_throughput(twins: dict, batches: list, profile, device, rounds: int) -> d
             times[p][1].append(timed(lambda: one_at_a_time(model), device, 1, warm_up=False))
     result = {}
     for p, (together, alone) in times.items():
-        together, alone = bf16.median(together), bf16.median(alone)
+        together, alone = median(together), median(alone)
         result[p] = {"iw_samples": samples, "docs_per_s_batched": documents / together,
                      "docs_per_s_one_document": len(singles) / alone, "iw_speedup": alone / together,
                      "documents_batched": documents, "documents_one_at_a_time": len(singles)}
@@ -205,15 +146,6 @@ def split_documents(batch) -> list:
     return [Batch(batch.tokens[i:i + 1, :int(batch.lengths[i])], batch.lengths[i:i + 1],
                   None if batch.labels is None else batch.labels[i:i + 1], batch.index[i:i + 1])
             for i in range(batch.size)]
-
-
-def first_documents(batch, n: int):
-    """The batch's first ``n`` documents (the whole batch when it has no more)."""
-    if n >= batch.size:
-        return batch
-    width = int(batch.lengths[:n].max())
-    return Batch(batch.tokens[:n, :width], batch.lengths[:n], None if batch.labels is None else batch.labels[:n],
-                 batch.index[:n])
 
 
 def padding_waste(batches: list) -> float:

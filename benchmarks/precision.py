@@ -24,13 +24,9 @@ import torch.nn.functional as F
 from models import networks
 
 from . import metrics
+from .timers import median, synchronize
 
 TIMED_PARTS = ("encoder_lstm", "decoder_lstm", "decoder_lstm_input_projection", "output_and_log_softmax")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def with_precision(model, precision: str):
@@ -106,10 +102,6 @@ def part_timings(model, batch, device: torch.device, precisions=("fp32", "bf16")
     model.zero_grad(set_to_none=True)
     return {p: {part: {"forward_ms": 1000 * median(f), "backward_ms": 1000 * median(b)}
                 for part, (f, b) in parts.items()} for p, parts in times.items()}
-
-
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def evaluate(model, batches, profile, seed: int) -> tuple[dict, float]:

@@ -1,8 +1,10 @@
-"""Time before work: the runner's estimate of a sweep, calibrated on this machine (benchmarks/estimate.py)."""
+"""Time before work: the runner's estimate of a sweep (benchmarks/estimate.py), calibrated on this machine
+(benchmarks/calibration.py)."""
 import re
 
 import pytest
 
+from benchmarks import calibration
 from benchmarks import estimate as timing
 from benchmarks import plan, run
 from benchmarks.config import resolve
@@ -47,7 +49,7 @@ def test_dry_run_on_an_empty_results_dir_prints_a_number(tmp_path, data_dir, cap
 
 def fake_rates(groups, options, jobs, threads, slots, local=False):
     """Every group at 1 ms + 0.1 ms per time step, no evaluation cost: nothing is timed."""
-    return {key: timing.Rates((1e-3, 1e-4), (1e-3, 1e-4), 0.0, 0.5) for key in groups}
+    return {key: calibration.Rates((1e-3, 1e-4), (1e-3, 1e-4), 0.0, 0.5) for key in groups}
 
 
 def finish(store: RunStore, config, seconds: float, epochs: int | None = None) -> None:
@@ -60,7 +62,7 @@ def finish(store: RunStore, config, seconds: float, epochs: int | None = None) -
 
 
 def test_finished_runs_times_win_over_the_calibrated_model(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setattr(timing, "calibrate", fake_rates)
+    monkeypatch.setattr(calibration, "calibrate", fake_rates)
     configs = plan.unique_runs(plan.plan("smoke", ["table1"], 2, ["vae", "lstm_lm"]))
     vae = [c for c in configs if c.model == "vae"]
     lm = [c for c in configs if c.model == "lstm_lm"]

@@ -3,7 +3,7 @@
 import pytest
 
 from benchmarks.train import TIMING_KEYS as TIMING
-from benchmarks import plan, run
+from benchmarks import calibration, plan, run
 from benchmarks.config import load_profile
 from benchmarks.errors import UserError
 from benchmarks.store import read_json
@@ -12,7 +12,7 @@ from benchmarks.store import read_json
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_experiment_resolves_on_every_profile(profile, capsys, monkeypatch):
-    monkeypatch.setattr(run.timing, "calibrate", lambda *args, **kwargs: {})  # tests/test_estimate.py times
+    monkeypatch.setattr(calibration, "calibrate", lambda *args, **kwargs: {})  # tests/test_estimate.py times
     planned = plan.plan(profile)
     assert {p.experiment for p in planned} == set(plan.available())
     assert run.main(["--profile", profile, "--dry-run", "--results", "/nonexistent/never-written"]) == 0

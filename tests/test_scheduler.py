@@ -150,7 +150,7 @@ def test_dask_workers_that_declare_a_gpu_get_one_run_at_a_time_on_cuda(tmp_path,
 
 
 def test_the_estimate_on_gpus_calibrates_in_the_slots_workers(monkeypatch, fake_gpus):
-    from benchmarks import estimate as timing
+    from benchmarks import calibration
     fake_gpus(2)
     slots = devices.slots(devices.parse_devices("cuda"), 2, 0)
     seen = {}
@@ -159,8 +159,8 @@ def test_the_estimate_on_gpus_calibrates_in_the_slots_workers(monkeypatch, fake_
         seen["slots"] = used
         return [[{"step": (1e-3, 1e-4), "forward": (1e-3, 1e-4), "iw": 0.0, "setup": 0.5, "share": 1.0}]
                 for _ in used]
-    monkeypatch.setattr(timing, "calibrate_on_gpus", on_gpus)
+    monkeypatch.setattr(calibration, "calibrate_on_gpus", on_gpus)
     from benchmarks import plan
     config = plan.unique_runs(plan.plan("smoke", ["core"], 1, ["vae"]))[0]
-    rates = timing.calibrate({"g": config}, {"device": "cuda:0"}, 4, 1, slots)
+    rates = calibration.calibrate({"g": config}, {"device": "cuda:0"}, 4, 1, slots)
     assert seen["slots"] == slots and rates["g"].step == (1e-3, 1e-4)

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from analysis import claims, collect, make_tables, tables
-from benchmarks import data, plan, run, train
+from benchmarks import calibration, data, plan, run, train
 from benchmarks.config import load_profile, resolve
 from benchmarks.metrics import METRICS_VERSION
 
@@ -35,7 +35,7 @@ def corpus(tmp_path, data_dir):
 
 @pytest.fixture
 def no_calibration(monkeypatch):
-    monkeypatch.setattr(run.timing, "calibrate", lambda *args, **kwargs: {})  # tests/test_estimate.py times it
+    monkeypatch.setattr(calibration, "calibrate", lambda *args, **kwargs: {})  # tests/test_estimate.py times it
 
 
 def test_a_sweep_on_a_corpus_directory_gives_tables_that_name_it(tmp_path, corpus, data_dir, no_calibration, capsys):
