@@ -1,7 +1,7 @@
 """The layout's import rules, read from the source with ``ast`` (nothing is imported):
 ``models`` imports neither ``benchmarks`` nor ``analysis``, ``benchmarks`` does not import
-``analysis``, the results store does not import the data package, and the modules of the data
-package import one way. Every import counts: at module level or inside a function, absolute or
+``analysis``, the results store does not import the data package, the sweep (``benchmarks.run``)
+does not load the performance benchmark, and the modules of the data package import one way. Every import counts: at module level or inside a function, absolute or
 relative (also a relative import that reaches out of its package), ``importlib.import_module``."""
 from __future__ import annotations
 
@@ -109,6 +109,13 @@ def test_the_store_does_not_import_the_data_package():
     assert "benchmarks.files" in closure("benchmarks.store")  # the atomic writer it shares with the data layer
     loaded = sorted(name for name in closure("benchmarks.store") if within(name, "benchmarks.data"))
     assert loaded == [], f"importing benchmarks.store loads {loaded}"
+
+
+def test_the_sweep_path_does_not_load_the_performance_benchmark():
+    loaded = sorted(name for name in closure("benchmarks.run")
+                    if name in ("benchmarks.perf", "benchmarks.precision"))
+    assert loaded == [], f"importing benchmarks.run loads {loaded}: share timing code through benchmarks/timers.py"
+    assert "benchmarks.timers" in closure("benchmarks.run")  # the calibration times its steps with it
 
 
 @pytest.mark.parametrize("module", DATA_ORDER)
