@@ -121,13 +121,20 @@ def described(label: str, direction: str) -> str:
     return f"{direction}, not significant" if label == NOT_SHOWN and direction != NO_DIFFERENCE else direction
 
 
+def test_words(n: int, no_spread: bool, tested: str) -> str:
+    """How the evidence was tested: ``tested`` (the test and its p), or why there is no test."""
+    if n < 2:
+        return "one seed, no test"
+    return "all seeds equal, no test" if no_spread else tested
+
+
 def compare(a: np.ndarray, b: np.ndarray, want_less: bool) -> tuple[str, str, str]:
     """(verdict, evidence, direction) of "mean of a < (or >) mean of b" by Welch's t-test."""
     direction = leaning(a.mean() - b.mean(), want_less)
     p = welch(a, b)
     no_spread = a.std() == 0 and b.std() == 0
     label = decide(p, direction, min(a.size, b.size), no_spread)
-    test = "all seeds equal, no test" if no_spread and min(a.size, b.size) > 1 else f"Welch p={p:.3g}"
+    test = test_words(min(a.size, b.size), no_spread, f"Welch p={p:.3g}")
     evidence = f"{a.mean():.3g} vs {b.mean():.3g} (n={a.size}/{b.size}, {test}); {described(label, direction)}"
     return label, evidence, direction
 
@@ -137,7 +144,7 @@ def against_bound(values: np.ndarray, bound: float, at_most: bool, source: str =
     direction = leaning(values.mean() - bound, at_most)
     p, no_spread = one_sample(values, bound), values.std() == 0
     label = decide(p, direction, values.size, no_spread, tie=HOLDS)
-    test = "all seeds equal, no test" if no_spread and values.size > 1 else f"one-sample t-test p={p:.3g}"
+    test = test_words(values.size, no_spread, f"one-sample t-test p={p:.3g}")
     where = f"bound {bound:g}" + (f" ({source})" if source else "")
     return label, f"mean {values.mean():.3g} (n={values.size}, {test}), {where}; {described(label, direction)}", direction
 

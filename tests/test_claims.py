@@ -50,6 +50,8 @@ def test_two_row_claims_by_welch(scale, vae, verdict, direction):
     assert (result.verdict, result.direction) == (verdict, direction)
     if len(scale) > 1:
         assert f"Welch p={stats.ttest_ind(scale, vae, equal_var=False).pvalue:.3g}" in result.evidence
+    else:
+        assert "one seed, no test" in result.evidence and "nan" not in result.evidence
     assert direction in result.evidence
     assert ("not significant" in result.evidence) == (verdict == claims.NOT_SHOWN)
     assert result.mark.startswith(claims.MARKS[verdict])
@@ -80,6 +82,7 @@ def test_bound_claims_by_a_one_sample_t_test(values, verdict, direction):
     assert (result.verdict, result.direction) == (verdict, direction)
     if len(values) > 1 and np.std(values) > 0:
         assert f"one-sample t-test p={stats.ttest_1samp(values, 1).pvalue:.3g}" in result.evidence
+    assert ("one seed, no test" in result.evidence) == (len(values) == 1) and "nan" not in result.evidence
     assert "bound 1 (ours; the paper reports AU 0.8)" in result.evidence
 
 
