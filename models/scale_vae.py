@@ -21,8 +21,10 @@ Conventions the paper leaves open (docs/protocol-and-metrics.md, "Scale-VAE conv
   harmonic mean of the factors, which those batches cannot dominate.
 
 ``traces()`` gives ``factor_trace.csv``: the factor of every batch of the first
-f_epo epochs (kind "batch") and f_bar after every epoch (kind "f_bar"), each with
-its mean over dimensions and every dimension's value.
+f_epo epochs (kind "batch": its mean, min and max over dimensions) and f_bar after
+every epoch (kind "f_bar": the same, and every dimension's value). A batch's
+dimensions are left out: 32 values for each of thousands of batches made the file
+hundreds of kB, and no analysis reads them.
 """
 from __future__ import annotations
 
@@ -114,7 +116,8 @@ class ScaleVAE(TextVAE):
         for epoch, batch, kind, f in self._trace:
             values = [float(str(v)) for v in f.float().numpy()]  # float32's shortest exact digits, not float64's 17
             rows.append({"epoch": epoch, "batch": "" if batch is None else batch, "kind": kind,
-                         "f_mean": sum(values) / len(values), **{f"f_{d}": v for d, v in enumerate(values)}})
+                         "f_mean": sum(values) / len(values), "f_min": min(values), "f_max": max(values),
+                         **({f"f_{d}": v for d, v in enumerate(values)} if kind == "f_bar" else {})})
         return {"factor_trace": rows}
 
     def resume_state(self) -> dict:

@@ -90,11 +90,24 @@ def test_scale_vae_uses_each_batchs_factor_during_the_first_f_epo_epochs():
 def test_scale_vae_factor_trace_keeps_float32_values_exactly_in_their_shortest_digits():
     model = scale_vae(des_std=0.7, f_epo=1).train()
     f = torch.tensor([20.35304069519043, 1 / 3, 2.5], dtype=torch.float32)
-    model._trace = [(1, 1, "batch", f)]
-    row = model.traces()["factor_trace"][0]
-    written = [row[f"f_{d}"] for d in range(3)]
+    model._trace = [(1, 1, "batch", f), (1, None, "f_bar", f)]
+    batch, f_bar = model.traces()["factor_trace"]
+    written = [f_bar[f"f_{d}"] for d in range(3)]
     assert torch.equal(torch.tensor(written, dtype=torch.float32), f)  # the same float32 values
     assert [repr(v) for v in written] == ["20.35304", "0.33333334", "2.5"]  # not float64's 17 digits
+    assert (batch["f_min"], batch["f_max"]) == (0.33333334, 20.35304) and "f_0" not in batch  # a batch: its range only
+
+
+def test_scale_vae_harmonic_f_bar_is_each_dimensions_harmonic_mean_of_the_batch_factors():
+    model = scale_vae(des_std=1.1, f_epo=1, f_average="harmonic").train()
+    qa = DiagonalGaussian(torch.randn(16, 3) * 0.1, torch.zeros(16, 3))
+    qb = DiagonalGaussian(torch.randn(16, 3) * 2.0, torch.zeros(16, 3))
+    model.on_epoch_start(1)
+    model.decoder_posterior(qa)
+    model.decoder_posterior(qb)
+    model.on_epoch_end()
+    fa, fb = 1.1 / qa.mu.std(0), 1.1 / qb.mu.std(0)
+    torch.testing.assert_close(model.f_bar, 2 / (1 / fa + 1 / fb))
 
 
 def test_scale_vae_uses_the_previous_epochs_average_factor_afterwards():
