@@ -98,26 +98,27 @@ def test_scale_vae_factor_trace_keeps_float32_values_exactly_in_their_shortest_d
     assert (batch["f_min"], batch["f_max"]) == (0.33333334, 20.35304) and "f_0" not in batch  # a batch: its range only
 
 
-def test_scale_vae_harmonic_f_bar_is_each_dimensions_harmonic_mean_of_the_batch_factors():
-    model = scale_vae(des_std=1.1, f_epo=1, f_average="harmonic").train()
+def first_epoch_of_two_batches(model):
+    """Epoch 1 of ``model`` over two batches of posterior means, a narrow and a wide one; returns them."""
     qa = DiagonalGaussian(torch.randn(16, 3) * 0.1, torch.zeros(16, 3))
     qb = DiagonalGaussian(torch.randn(16, 3) * 2.0, torch.zeros(16, 3))
     model.on_epoch_start(1)
     model.decoder_posterior(qa)
     model.decoder_posterior(qb)
     model.on_epoch_end()
+    return qa, qb
+
+
+def test_scale_vae_harmonic_f_bar_is_each_dimensions_harmonic_mean_of_the_batch_factors():
+    model = scale_vae(des_std=1.1, f_epo=1, f_average="harmonic").train()
+    qa, qb = first_epoch_of_two_batches(model)
     fa, fb = 1.1 / qa.mu.std(0), 1.1 / qb.mu.std(0)
     torch.testing.assert_close(model.f_bar, 2 / (1 / fa + 1 / fb))
 
 
 def test_scale_vae_uses_the_previous_epochs_average_factor_afterwards():
     model = scale_vae(des_std=1.1, f_epo=1).train()
-    qa = DiagonalGaussian(torch.randn(16, 3) * 0.1, torch.zeros(16, 3))
-    qb = DiagonalGaussian(torch.randn(16, 3) * 2.0, torch.zeros(16, 3))
-    model.on_epoch_start(1)
-    model.decoder_posterior(qa)
-    model.decoder_posterior(qb)
-    model.on_epoch_end()
+    qa, qb = first_epoch_of_two_batches(model)
     f_bar = (1.1 / qa.mu.std(0) + 1.1 / qb.mu.std(0)) / 2
     torch.testing.assert_close(model.f_bar, f_bar)
     model.on_epoch_start(2)  # epoch 2 > f_epo: every batch uses f_bar, whatever its own spread
