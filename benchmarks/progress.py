@@ -13,6 +13,11 @@ estimate) / (sum estimated + mean estimate)``, so a kind's first run moves it ha
 pooled ratio and each further run more of the way to its own. A kind without a finished run takes
 the pooled ratio; without ``kinds`` every run is one kind and the kind's ratio is the pooled one.
 
+A resumed run (its ``history.csv`` in ``runs/.partial/`` already holds epochs when the sweep begins)
+trains only the epochs it has left: its seconds are not a whole run's, so they do not enter the
+seconds ratios (its epochs, read from its final history, do enter the epoch ratios), and until it is
+seen in flight its estimate counts for the share of its expected epochs still to train.
+
 Time left: the time to go of each run in flight, then the pending runs (scaled estimates),
 costliest first, over the workers. A run in flight with epochs written since its lock was taken
 goes at its own pace: the wall time from its lock to its last epoch written, per epoch, times its
@@ -88,6 +93,11 @@ class Progress:
         self.seconds_of: dict[str, list[float]] = {}  # kind -> [measured, estimated, runs]
         self.epochs_of: dict[str, list[float]] = {}  # kind -> [epochs run, epochs expected, runs]
         self.running: dict[str, Flight] = {}
+        self.resumed = {}  # run id -> epochs its partial history held when the sweep began
+        for run_id in self.epochs if store is not None else ():
+            epochs, _ = history_epochs(store.partial(run_id) / "history.csv")
+            if epochs:
+                self.resumed[run_id] = epochs
 
     def kind(self, run_id: str) -> str:
         return self.kinds.get(run_id, "")
@@ -101,7 +111,7 @@ class Progress:
         self.done += 1
         self.spent += seconds
         estimate = self.pending.pop(run_id, None)
-        if ok and estimate is not None and seconds > 0:
+        if ok and estimate is not None and seconds > 0 and run_id not in self.resumed:
             self.measured += seconds
             self.expected += estimate
             add(self.seconds_of, self.kind(run_id), seconds, estimate)
@@ -160,6 +170,13 @@ class Progress:
         expected = self.expected_epochs(run_id)
         return min(CAP, (flight.epochs if flight else 0) / expected) if expected > 0 else 0.0
 
+    def share_left(self, run_id: str) -> float:
+        """The share of a queued run still to train: 1, or a resumed run's epochs left over those
+        expected (at least ``1 - CAP``: its evaluation is still to come)."""
+        expected = self.expected_epochs(run_id)
+        before = self.resumed.get(run_id, 0)
+        return 1.0 - min(CAP, before / expected) if before and expected > 0 else 1.0
+
     def position(self) -> float:
         """Runs finished plus the done share of each run in flight: the bar's position."""
         return self.done + sum(self.fraction(r) for r in self.running if r in self.open)
@@ -177,7 +194,7 @@ class Progress:
     def left(self) -> float:
         if not self.pending:
             return 0.0
-        scaled = {r: t * self.ratio(self.kind(r)) for r, t in self.pending.items()}
+        scaled = {r: t * self.ratio(self.kind(r)) * self.share_left(r) for r, t in self.pending.items()}
         flying = [r for r in self.running if r in self.pending]
         if not flying:  # nothing seen in flight: the workers' unaccounted time stands for it
             workers = min(self.jobs, len(self.pending) + len(self.unknown))

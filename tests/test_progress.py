@@ -82,3 +82,18 @@ def test_a_resumed_run_is_paced_by_its_epochs_since_its_lock(tmp_path):
     wall[0] = 1050.0
     progress.poll()
     assert progress.left() == pytest.approx(8 * 25.0)
+
+
+def test_a_resumed_runs_seconds_do_not_scale_the_others(tmp_path):
+    """The sweep of this session: a run resumed from its 29th of 30 epochs finished in 15 s against a
+    whole run's 300 s estimate, and the time left of the 60 runs behind it fell from 1 h 44 min to 2 min."""
+    store = RunStore(tmp_path / "r")
+    history(store.partial("a") / "history.csv", 27, at=500.0)  # an interrupted sweep's 27 of 30 epochs
+    progress = Progress(["a", "b"], {"a": 300.0, "b": 300.0}, 1, epochs={"a": 30, "b": 30}, store=store,
+                        clock=lambda: 0.0, wall=lambda: 1000.0)
+    assert progress.resumed == {"a": 27}
+    assert progress.left() == pytest.approx(300 * 0.1 + 300)  # a's 3 epochs left, then b
+    history(store.final("a") / "history.csv", 30, at=1015.0)
+    progress.finished("a", 15.0)
+    assert progress.ratio() == 1.0 and progress.left() == pytest.approx(300.0)  # not 300 * 15 / 300
+    assert progress.epoch_ratio() == 1.0  # its epochs, a whole run's, do count
