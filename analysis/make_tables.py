@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import pandas as pd  # noqa: E402
 
-from analysis import claims, collect, report, tables  # noqa: E402
+from analysis import claims, collect, render, report, tables  # noqa: E402
 from analysis import precision as precision_check  # noqa: E402
 from analysis import ladder, report_status, steady_state  # noqa: E402
 from analysis.collect import Selection, finished  # noqa: E402
@@ -204,8 +204,8 @@ def write_tables(built: dict[str, tables.Table], papers: dict, out: Path, with_s
             for path in paths:
                 path.unlink(missing_ok=True)
             continue
-        paths[0].write_text(tables.to_latex(table, with_std), encoding="utf-8")
-        tables.to_csv(table, paths[1])
+        paths[0].write_text(render.to_latex(table, with_std), encoding="utf-8")
+        render.to_csv(table, paths[1])
         written.append(paths[0])
     comparison = report.comparison_latex(built, papers)
     if comparison.strip():

@@ -15,7 +15,8 @@ from benchmarks.config import load_profile
 from .claims import MARKS, Verdict
 from .collect import capped_count
 from .report_status import frame_markdown, has_runs
-from .tables import Table, format_cell, latex_escape, md, paper_units, protocol_words, to_markdown
+from .render import format_cell, latex_escape, md, to_markdown
+from .tables import Table, paper_units, protocol_words
 
 
 def number(value: float, digits: int, sign: str = "") -> str:

@@ -12,7 +12,8 @@ from benchmarks import plan
 
 from .claims import MARKS, NOT_RUN, Verdict
 from .collect import Selection, seeds_option
-from .tables import Table, md
+from .render import md
+from .tables import Table
 
 RUNNER = "python -m benchmarks.run"
 

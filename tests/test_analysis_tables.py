@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import claims, collect, generation, make_tables, report, tables
+from analysis import claims, collect, generation, make_tables, render, report, tables
 from benchmarks import plan
 from benchmarks.errors import UserError
 from benchmarks.metrics import METRICS_VERSION
@@ -71,9 +71,9 @@ def test_table1_means_stds_bold_missing_and_failed_cells(store):
     assert table.mean("vae", "yahoo_nll") == pytest.approx(104.0)
     assert table.std("vae", "yahoo_nll") == pytest.approx(np.std(VAE_NLL, ddof=1))
     assert table.best_rows(next(c for c in table.columns if c.key == "yahoo_nll")) == {SCALE}
-    latex = tables.to_latex(table, with_std=True)
+    latex = render.to_latex(table, with_std=True)
     lines = {line.split(" & ")[0]: line for line in latex.splitlines() if " & " in line}
-    assert r"\textbf{92.0 $\pm$ 1.6}" in lines[tables.latex_escape(tables.row_title(SCALE))]
+    assert r"\textbf{92.0 $\pm$ 1.6}" in lines[render.latex_escape(tables.row_title(SCALE))]
     assert "104.0 $\\pm$ 3.2" in lines["VAE"] and "textbf" not in lines["VAE"].split(" & ")[1]
     assert lines["Skip-VAE"].count("---") == 4  # missing runs: a dash per cell, the row kept
     assert r"\textit{failed}" in lines["BN-VAE (0.6)"]
@@ -84,18 +84,18 @@ def test_only_cells_with_some_but_not_all_seeds_get_the_dagger(store):
     runs = {(p.row, p.seed): p for p in plan.expand("table1", "smoke")}
     for seed in range(5):  # a language model: no KL/MI/AU, which must not count as missing seeds
         write_run(store, runs[("lstm_lm", seed)], nll=110.0, kl=None, mi=None, au=None)
-    latex = tables.to_latex(tables.table1(collect.collect(store, "smoke"), "smoke"))
+    latex = render.to_latex(tables.table1(collect.collect(store, "smoke"), "smoke"))
     assert "fewer finished seeds" not in latex and r"\dagger" not in latex
     for seed in range(2):
         write_run(store, runs[("skip_vae", seed)], nll=99.0)
-    latex = tables.to_latex(tables.table1(collect.collect(store, "smoke"), "smoke"))
+    latex = render.to_latex(tables.table1(collect.collect(store, "smoke"), "smoke"))
     skip = next(line for line in latex.splitlines() if line.startswith("Skip-VAE &"))
     assert r"99.0$^\dagger$" in skip and "fewer finished seeds" in latex
 
 
 def test_csv_carries_mean_std_and_seed_count(store, tmp_path):
     table = tables.table1(collect.collect(store, "smoke"), "smoke")
-    tables.to_csv(table, tmp_path / "t.csv")
+    render.to_csv(table, tmp_path / "t.csv")
     rows = {r["row"]: r for r in csv.DictReader(open(tmp_path / "t.csv"))}
     assert float(rows["vae"]["yahoo_nll_mean"]) == pytest.approx(104.0)
     assert rows["vae"]["yahoo_nll_n"] == "5" and rows["skip_vae"]["yahoo_nll_mean"] == ""
