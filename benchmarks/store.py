@@ -73,13 +73,19 @@ def process_start(pid: int) -> str:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a killed worker not yet reaped (a zombie, state Z in /proc) does not,
+    though ``kill(pid, 0)`` still finds it (a runner restarted at once skipped its run as busy)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill's answer
+    return state not in ("Z", "X")
 
 
 class RunStore:
