@@ -63,13 +63,19 @@ def read_json(path: Path, warn: bool = True) -> dict | None:
     return {k: v for k, v in value.items() if k != CHECKSUM} if isinstance(value, dict) else value
 
 
+def proc_stat(pid: int, field: int) -> str:
+    """Field ``field`` (1-based, as proc(5) numbers them, from 3 on) of /proc/PID/stat; empty where
+    /proc is not available or the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[field - 3]
+    except (OSError, IndexError):
+        return ""
+
+
 def process_start(pid: int) -> str:
     """The start time of a process (Linux: /proc/PID/stat field 22), so that a reused PID is not
     mistaken for the lock's owner; empty where /proc is not available."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
+    return proc_stat(pid, 22)
 
 
 def process_alive(pid: int) -> bool:
@@ -81,11 +87,7 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): kill's answer
-    return state not in ("Z", "X")
+    return proc_stat(pid, 3) not in ("Z", "X")  # without /proc (macOS): "", kill's answer
 
 
 class RunStore:

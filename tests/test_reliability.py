@@ -242,10 +242,10 @@ def test_bad_data_files_are_one_line_exit_2_and_nothing_written(tmp_path, data_d
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads a process's state in /proc (Linux)")
 def test_a_killed_worker_not_yet_reaped_holds_no_lock():
     """A zombie still answers kill(pid, 0): the rerun of a killed sweep skipped its run as busy."""
-    from benchmarks.store import process_alive
+    from benchmarks.store import proc_stat, process_alive
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.time() + 30
-    while not os.path.exists(f"/proc/{child.pid}") or open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    while proc_stat(child.pid, 3) != "Z":
         assert time.time() < deadline, "the child never exited"
         time.sleep(0.01)
     assert not process_alive(child.pid)  # exited, not yet waited for
