@@ -76,13 +76,18 @@ class Verdict:
     @property
     def mark(self) -> str:
         """The verdict as shown: MARKS' form, with the direction of a "not shown" or one-seed verdict."""
-        leaning = self.verdict in (NOT_SHOWN, ONE_SEED) and self.direction
-        return f"{MARKS[self.verdict]} ({self.direction})" if leaning else MARKS[self.verdict]
+        return mark_of(self.verdict, self.direction)
 
     @property
     def conventions(self) -> dict[str, Verdict]:
         """Convention -> verdict, the tables' (the paper's) first; {"": self} for a quantity with one."""
         return {self.convention: self, **{other.convention: other for other in self.others}}
+
+
+def mark_of(verdict: str, direction: str = "") -> str:
+    """A verdict as shown: MARKS' form, with the direction of a "not shown" or one-seed verdict."""
+    leaning = verdict in (NOT_SHOWN, ONE_SEED) and direction
+    return f"{MARKS[verdict]} ({direction})" if leaning else MARKS[verdict]
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> float:

@@ -6,8 +6,8 @@ status is "done"). Every figure is written to ``out_dir`` as PNG (150 dpi) and P
 function returns the paths it wrote:
 
 - ``latent_space``: the paper's synthetic latent-space experiment (posterior means per model and
-  mini-batch partitioning, coloured by Gaussian component, with their silhouette score), read from
-  each run's ``latent_means.csv`` (``benchmarks/derived.py``; computed from ``best.pt`` for a run
+  mini-batch partitioning, coloured by Gaussian component, with their silhouette score; the
+  scores of every seed for the claim), read from each run's ``latent_means.csv`` (``benchmarks/derived.py``; computed from ``best.pt`` for a run
   of an older store without it);
 - ``training_curves``: validation KL, MI and AU per epoch, one line per row;
 - ``paper_comparison_bars``: reproduced numbers next to the paper's, per dataset and metric (NLL as the
@@ -108,6 +108,9 @@ def plane(means: np.ndarray) -> np.ndarray:
     return centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
 
 
+LATENT_SCORES = ["row", "setting", "seed", "silhouette"]
+
+
 def latent_space(runs: pd.DataFrame, out_dir, *, data_dir=None, cache_dir=None) -> dict:
     """The paper's "latent space property" experiment (synthetic data from 16 Gaussian components).
 
@@ -116,20 +119,33 @@ def latent_space(runs: pd.DataFrame, out_dir, *, data_dir=None, cache_dir=None) 
     BN-VAE, which normalises every mini-batch with that batch's own statistics, clutters the latent
     space when batches are not random, while Scale-VAE, whose decoder uses one factor f_bar for all
     data, does not. Panels: rows = models, columns = partitionings; each shows the test documents'
-    decoder-side posterior means (lowest finished seed), coloured by component, with the silhouette
-    score of the means grouped by component (higher = less clutter). Unrun panels read "not run".
+    decoder-side posterior means of the lowest finished seed with a record, coloured by component,
+    with the silhouette score of the means grouped by component (higher = less clutter). Unrun
+    panels read "not run".
 
-    Writes ``latent_space.png/.pdf``; returns {"paths": [...], "silhouette": {(row, setting): score}}
+    Writes ``latent_space.png/.pdf``; returns {"paths": [...], "silhouette": {(row, setting): the
+    drawn seed's score}, "seeds": a frame of LATENT_SCORES, one line per finished run with a record}
     (empty, and nothing written, when no latent_space run has finished).
     """
-    done = finished(runs, "latent_space").sort_values("seed").drop_duplicates(["row", "setting"])
+    done = finished(runs, "latent_space").sort_values(["seed", "run_id"])
+    seeds = pd.DataFrame(columns=LATENT_SCORES)
     if done.empty:
-        return {"paths": [], "silhouette": {}}
+        return {"paths": [], "silhouette": {}, "seeds": seeds}
     planned = runs[runs["experiment"] == "latent_space"]
     rows = list(dict.fromkeys(planned["row"]))
     settings = list(MODES) + [s for s in dict.fromkeys(planned["setting"]) if s not in MODES]
-    run_dirs = {(r.row, r.setting): r.run_dir for r in done.itertuples()}
-    scores = {}
+    drawn, lines = {}, []  # drawn: (row, setting) -> (means, labels, seed, score) of its lowest seed
+    for run in done.itertuples():
+        try:
+            means, labels = decoder_means(run.run_dir, data_dir=data_dir, cache_dir=cache_dir)
+        except (UserError, OSError, ValueError) as error:
+            print(f"warning: {Path(run.run_dir).name}: {error}; the run is left out of the latent space",
+                  file=sys.stderr)
+            continue
+        score = silhouette(means, labels)
+        lines.append({"row": run.row, "setting": run.setting, "seed": run.seed, "silhouette": score})
+        drawn.setdefault((run.row, run.setting), (means, labels, run.seed, score))
+    seeds = pd.DataFrame(lines, columns=LATENT_SCORES)
     with sns.axes_style(STYLE):
         fig, axes = plt.subplots(len(rows), len(settings), figsize=(3.3 * len(settings), 3.2 * len(rows)),
                                  squeeze=False)
@@ -137,28 +153,23 @@ def latent_space(runs: pd.DataFrame, out_dir, *, data_dir=None, cache_dir=None) 
             ax = axes[i, j]
             ax.set_title(MODES.get(setting, setting) if i == 0 else "", fontsize=10)
             ax.set_ylabel(row if j == 0 else "", fontsize=10)
-            try:
-                means, labels = decoder_means(run_dirs[row, setting], data_dir=data_dir, cache_dir=cache_dir) \
-                    if (row, setting) in run_dirs else (None, None)
-            except (UserError, OSError, ValueError) as error:
-                print(f"warning: {Path(run_dirs[row, setting]).name}: {error}; its latent-space panel is left empty",
-                      file=sys.stderr)
-                means = None
-            if means is None:
-                ax.text(0.5, 0.5, "not run" if (row, setting) not in run_dirs else "no record", ha="center",
-                        va="center", color="grey", transform=ax.transAxes)
+            if (row, setting) not in drawn:
+                ran = ((done["row"] == row) & (done["setting"] == setting)).any()
+                ax.text(0.5, 0.5, "no record" if ran else "not run", ha="center", va="center", color="grey",
+                        transform=ax.transAxes)
                 ax.set(xticks=[], yticks=[])
                 continue
+            means, labels, seed, score = drawn[row, setting]
             xy = plane(means)
             ax.scatter(xy[:, 0], xy[:, 1], c=COMPONENT_COLOURS[labels % len(COMPONENT_COLOURS)], s=5,
                        linewidths=0, rasterized=True)
-            scores[row, setting] = silhouette(means, labels)
-            ax.text(0.03, 0.97, f"silhouette {scores[row, setting]:.2f}", transform=ax.transAxes, va="top",
+            ax.text(0.03, 0.97, f"seed {seed}: silhouette {score:.2f}", transform=ax.transAxes, va="top",
                     fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
             ax.tick_params(labelsize=7)
         fig.suptitle("Posterior means the decoder consumes, synthetic test split (colour = Gaussian component)")
         fig.tight_layout()
-    return {"paths": save(fig, out_dir, "latent_space"), "silhouette": scores}
+    scores = {key: value[3] for key, value in drawn.items()}
+    return {"paths": save(fig, out_dir, "latent_space"), "silhouette": scores, "seeds": seeds}
 
 
 # --------------------------------------------------------------------------- training curves

@@ -96,6 +96,10 @@ def test_latent_space_draws_run_panels_with_finite_silhouettes(latent_runs, tmp_
     assert_figures(result["paths"], ["latent_space"])
     assert set(result["silhouette"]) == {("bn_vae(0.6)", "batching=random"), ("scale_vae(1.1,1)", "batching=by_label")}
     assert all(-1 <= s <= 1 for s in result["silhouette"].values())
+    seeds = result["seeds"]  # every finished run with a record once; the fixture's seed-1 runs have none
+    assert sorted(zip(seeds["row"], seeds["setting"], seeds["seed"])) == [
+        ("bn_vae(0.6)", "batching=random", 0), ("scale_vae(1.1,1)", "batching=by_label", 0)]
+    assert dict(zip(zip(seeds["row"], seeds["setting"]), seeds["silhouette"])) == result["silhouette"]
 
 
 def test_decoder_means_are_two_dimensional_with_component_labels(latent_runs):
@@ -110,7 +114,8 @@ def test_decoder_means_are_two_dimensional_with_component_labels(latent_runs):
 def test_latent_space_without_finished_runs_writes_nothing(latent_runs, tmp_path):
     runs, _ = latent_runs
     pending = runs.assign(status="pending")
-    assert figures.latent_space(pending, tmp_path / "out") == {"paths": [], "silhouette": {}}
+    result = figures.latent_space(pending, tmp_path / "out")
+    assert result["paths"] == [] and result["silhouette"] == {} and result["seeds"].empty
     assert not (tmp_path / "out").exists()
 
 

@@ -40,6 +40,7 @@ SWEEP = ("core", "latent_space", "table1", "table2", "table3", "table4", "table5
 STUDY_EXTRA = ("scale_regime_f_average",)  # the study's harmonic-f_bar lines: in the records, not in SWEEP's 311 runs
 SCALE_T1 = ("scale_vae(0.7,1|0.7,7)", "scale_vae(0.9,1|0.9,7)", "scale_vae(1.1,1|1.1,7)", "scale_vae*(0.7,1|1.1,7)")
 S11_T1, MAE_T1, S07, S11 = "scale_vae(1.1,1|1.1,7)", "mae(1,0.2|2,0.2)", "scale_vae(0.7,1)", "scale_vae(1.1,1)"
+BY_LABEL = "batching=by_label"
 
 
 # --- one reader per committed source -------------------------------------------------------------------
@@ -99,6 +100,23 @@ def p_value(claim: str, group: str = QUICK, other: bool = False) -> str:
 def other_means(claim: str) -> tuple[str, str]:
     """The two means a claim's reading under the other convention compares ("1.03 vs 2.94"), as REPORT.md prints them."""
     return re.search(r"\(([-0-9.]+) vs ([-0-9.]+) \(n=", report()[claim][2]).groups()
+
+
+def latent(row: str, setting: str) -> tuple[float, float, int]:
+    """REPORT.md's latent-space silhouette of a panel: mean, std and seeds ("- row, setting: m ± s (n=N)")."""
+    text = (ROOT / QUICK / "REPORT.md").read_text(encoding="utf-8")
+    match = re.search(rf"^- {re.escape(row)}, {re.escape(setting)}: ([-0-9.]+) ± ([0-9.]+) \(n=(\d+)\)$", text, re.M)
+    assert match, f"REPORT.md has no latent-space line for {row}, {setting}"
+    return float(match.group(1)), float(match.group(2)), int(match.group(3))
+
+
+def latent_claim() -> tuple[str, str]:
+    """REPORT.md's latent-space claim: its verdict and Welch p (two significant figures)."""
+    text = (ROOT / QUICK / "REPORT.md").read_text(encoding="utf-8")
+    match = re.search(r"^Claim \"with one Gaussian component per mini-batch.*?\": (.*?) \(silhouette .*Welch p=([0-9.e-]+)\)",
+                      text, re.M)
+    assert match, "REPORT.md has no tested latent-space claim"
+    return verdict_of(match.group(1)), sig2(float(match.group(2)))
 
 
 @cache
@@ -567,6 +585,13 @@ RESULTS_QUOTES = [
     Quote(RESULTS, "Table 2's shared machine", RQ,
           lambda: re.search(r"(\d+ of \d+ timed runs shared the machine)",
                             report()["Scale-VAE trains faster than VAE on Yahoo (Table 2)"][1]).group(1)),
+    Quote(RESULTS, "the latent-space claim over seeds", RQ,
+          lambda: "the latent-space claim {} over {} seeds (silhouette {:.3f} vs {:.3f}, p = {})".format(
+              latent_claim()[0], latent(S11, BY_LABEL)[2], latent(S11, BY_LABEL)[0], latent("bn_vae(0.6)", BY_LABEL)[0],
+              latent_claim()[1])),
+    Quote(RESULTS, "BN-VAE's silhouette under random batching", RQ,
+          lambda: "BN-VAE's means are cluttered under random batching too ({:.3f} ± {:.3f})".format(
+              *latent("bn_vae(0.6)", "batching=random")[:2])),
     # wall time
     Quote(RESULTS, "the 5-seed sweep's wall time", STEP_TABLE,
           lambda: f"**about {about(minutes(*SEEDS))}** of wall time with 2 workers"),

@@ -99,3 +99,28 @@ def test_without_pdflatex_no_compiled_file_is_written_and_one_line_says_why(tabl
     assert (out / "table1.tex").exists() and (out / "comparison.tex").exists()
     assert report.compile_tables([], out / "tables.pdf") == "no table has a finished run: nothing to compile"
 
+
+
+def silhouettes(scale: list[float], bn: list[float]):
+    import pandas as pd
+    rows = [("scale_vae(1.1,1)", s) for s in scale] + [("bn_vae(0.6)", s) for s in bn]
+    return pd.DataFrame([{"row": r, "setting": "batching=by_label", "seed": i, "silhouette": s}
+                         for i, (r, s) in enumerate(rows)])
+
+
+@pytest.mark.parametrize("scale, bn, verdict", [
+    ([0.15, 0.19, 0.20, 0.18], [-0.15, -0.13, -0.14, -0.12], "✅ holds"),
+    ([-0.15, -0.13, -0.14, -0.12], [0.15, 0.19, 0.20, 0.18], "❌ contradicted"),
+    ([0.10, -0.10, 0.12], [0.00, 0.05, -0.02], "➖ not shown (paper's direction)"),
+    ([0.15], [-0.15], "⚠️ no verdict: one seed (paper's direction)"),
+], ids=["separated", "reversed", "overlapping", "one seed"])
+def test_the_latent_space_claim_is_tested_over_seeds(scale, bn, verdict):
+    lines = make_tables.latent_clutter(silhouettes(scale, bn))
+    claim = next(line for line in lines if line.startswith("Claim"))
+    assert f": {verdict} (silhouette " in claim and f"(n={len(scale)}/{len(bn)}, " in claim
+    panel = next(line for line in lines if line.startswith("- scale_vae(1.1,1)"))
+    assert panel.endswith(f"(n={len(scale)})") and f": {sum(scale) / len(scale):.3f}" in panel
+
+
+def test_no_latent_space_run_means_no_latent_lines():
+    assert make_tables.latent_clutter(None) == [] and make_tables.latent_clutter(silhouettes([], [])) == []
