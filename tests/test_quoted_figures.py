@@ -28,7 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK, RECORDS = "results/quick", "results/quick/records"
-REGIME = "results/scale_regime-quick/scale_regime.csv"
+REGIME = "results/quick/tables/scale_regime.csv"  # the study, regenerated from the records with results/quick/
 REGIME_LR1E3 = "results/scale_regime-quick/scale_regime-adam-lr1e-3.md"
 LADDER = "results/ladder/ladder.csv"
 PERF = "results/perf"
@@ -121,7 +121,7 @@ def latent_claim() -> tuple[str, str]:
 
 @cache
 def regime() -> pd.DataFrame:
-    """results/scale_regime-quick/scale_regime.csv by (protocol, row); protocol a, b, c, b harmonic or c harmonic."""
+    """results/quick/tables/scale_regime.csv by (protocol, row); protocol a, b, c, b harmonic or c harmonic."""
     frame = pd.read_csv(ROOT / REGIME)
 
     def letter(protocol: str) -> str:
@@ -340,6 +340,18 @@ def both_priors(row: str, dataset: str) -> tuple[float, float, float]:
     return tuple(float(hit.iloc[0][c]) for c in ("f_bar", "NLL, own prior N(0, f_bar^2)", "NLL under N(0, I)"))
 
 
+def rough(x: float) -> str:
+    """A factor as the pages round it: 638, 84, 8e6, 1e11."""
+    return f"{x:.0e}".replace("e+0", "e").replace("e+", "e") if x >= 1e4 else f"{x:.0f}"
+
+
+def c_seeds() -> str:
+    """Scale-VAE's per-seed f_bar under (c): "8e6, 1e11 and 638 (des_std 0.7) and 73, 6e11 and 84 (1.1)"."""
+    said = {row: [rough(x) for x in per_seed_f("c", row)] for row in (S07, S11)}
+    return " and ".join(f"{', '.join(v[:-1])} and {v[-1]} (des_std {row[10:13]})" if row == S07
+                        else f"{', '.join(v[:-1])} and {v[-1]} ({row[10:13]})" for row, v in said.items())
+
+
 def steady_gaps() -> str:
     gap = {p: sr(p, S07, "nll_mean") - sr(p, "vae", "nll_mean") for p in "abc"}
     unit = sr("a", S07, "nll_unit_prior_mean") - sr("a", "vae", "nll_unit_prior_mean")
@@ -518,8 +530,7 @@ README_QUOTES = [
     Quote(README, "f_bar, KL and AU under (b)", REGIME,
           lambda: f"f_bar stays at {span(per_seed_f('b', S07) + per_seed_f('b', S11))}, "
                   f"KL {sr('b', S07, 'kl_mean'):.1f}, no active unit"),
-    Quote(README, "the runaway seed under (c)", REGIME,
-          lambda: f"runs away to f_bar {per_seed_f('c', S07)[0]:.0e}".replace("e+", "e")),
+    Quote(README, "f_bar's seeds under (c)", REGIME, lambda: f"no seed settles: f_bar ends at {c_seeds()}"),
     Quote(README, "KL against des_std under (a)", REGIME,
           lambda: f"({sr('a', S07, 'kl_mean'):.2f} → {sr('a', S11, 'kl_mean'):.2f}"),
     Quote(README, "NLL under (a), both priors", REGIME,
@@ -602,6 +613,14 @@ RESULTS_QUOTES = [
           lambda: f"`--seeds 1` took {hm(minutes('seed 0'))} min here (beside test suites; seed 3 alone {STEPS['seed 3']})"),
 ]
 
+LADDER_DOC = "docs/ladder.md"
+LADDER_QUOTES = [
+    Quote(LADDER_DOC, "R0 beside the study's protocol (a)", f"{LADDER} and {REGIME}",
+          lambda: "f_bar {:.2f} here, {:.2f} ± {:.2f} there; NLL {:.1f}, {:.1f} ± {:.1f} there".format(
+              ladder().loc[("R0 quick", S11), "f_mean"], sr("a", S11, "f_mean_mean"), sr("a", S11, "f_mean_std"),
+              ladder().loc[("R0 quick", S11), "nll"], sr("a", S11, "nll_mean"), sr("a", S11, "nll_std"))),
+]
+
 STEADY_QUOTES = [
     Quote(STEADY, "f_bar under (a), with its seeds", REGIME,
           lambda: f"**{sr('a', S07, 'f_mean_mean'):.2f} ± {sr('a', S07, 'f_mean_std'):.2f}** "
@@ -618,6 +637,7 @@ STEADY_QUOTES = [
                   f"{round(sr('b', S11, 'f_first_batch_mean'), -2):,.0f}"),
     Quote(STEADY, "f_bar after epoch 1 under (b)", REGIME,
           lambda: f"f_bar after epoch 1 is {sr('b', S07, 'f_bar_epoch1_mean'):,.0f} and {sr('b', S11, 'f_bar_epoch1_mean'):,.0f}"),
+    Quote(STEADY, "f_bar's seeds under (c)", REGIME, lambda: f"no seed settles here: f_bar ends at {c_seeds()}"),
     Quote(STEADY, "the harmonic f_bar under (b)", REGIME, lambda: f"f_bar {sr('b harmonic', S07, 'f_bar_per_seed')}, AU 0"),
 ]
 
@@ -677,7 +697,7 @@ PERF_QUOTES = [
     Quote(PERF_DOC, "precision: time saved", PRECISION, lambda: f"Training took {time_saved()} less time in bfloat16"),
 ]
 
-QUOTES = README_QUOTES + RESULTS_QUOTES + STEADY_QUOTES + PERF_QUOTES
+QUOTES = README_QUOTES + RESULTS_QUOTES + STEADY_QUOTES + LADDER_QUOTES + PERF_QUOTES
 
 
 # --- the tests -----------------------------------------------------------------------------------------
@@ -690,6 +710,10 @@ def flat(text: str) -> str:
 @cache
 def page(doc: str) -> str:
     return flat((ROOT / doc).read_text(encoding="utf-8"))
+
+
+def page_lines(doc: str) -> list[str]:
+    return (ROOT / doc).read_text(encoding="utf-8").splitlines()
 
 
 def nearest(expected: str, text: str) -> str:
@@ -717,6 +741,43 @@ def test_step_times_are_the_tables_record():
     assert not missing, f"{RESULTS}'s slices table no longer shows {missing}; update STEPS and the totals quoted"
 
 
+STEADY_PROTOCOLS = {"(a) Adam": "a", "(b) SGD, U(±0.01)": "b", "(b), harmonic f_bar": "b harmonic",
+                    "(c) shen2021, SGD": "c", "(c), harmonic f_bar": "c harmonic"}
+STEADY_ROWS = {"VAE": "vae", "BN-VAE(0.6)": "bn_vae(0.6)", "Scale-VAE(0.7, 1)": S07, "Scale-VAE(1.1, 1)": S11}
+STEADY_COLUMNS = ("f_first_batch", "f_bar_epoch1", "f_mean", "kl", "mi", "au", "nll", "nll_unit_prior", "epochs")
+NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?(?:e-?[0-9]+)?")
+
+
+def shown_value(cell: str) -> tuple[float, float] | None:
+    """A table cell's first number and half the unit of its last digit ("4e10": 4e10, 5e9), or None when empty."""
+    match = NUMBER.search(cell.replace("**", ""))
+    if not match:
+        return None
+    text = match.group(0).replace(",", "")
+    mantissa, _, exponent = text.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return float(text), 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+
+
+def test_the_steady_state_table_is_the_studys_csv():
+    """Every cell of docs/steady-state.md's table is the study CSV's mean, as rounded on the page, and the
+    table has every (protocol, row) of the CSV."""
+    lines = [x for x in page_lines(STEADY) if x.startswith("| (")]
+    seen, wrong = set(), []
+    for line in lines:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        key = STEADY_PROTOCOLS[cells[0]], STEADY_ROWS[cells[1]]
+        seen.add(key)
+        for column, cell in zip(STEADY_COLUMNS, cells[2:], strict=True):
+            actual, shown = sr(*key, f"{column}_mean"), shown_value(cell)
+            if shown is None:
+                wrong += [] if math.isnan(actual) else [f"{key} {column}: empty, the CSV has {actual:g}"]
+            elif not abs(shown[0] - actual) <= shown[1] * 1.0001:
+                wrong.append(f"{key} {column}: {cell!r}, the CSV has {actual:g}")
+    assert not wrong, f"{STEADY}'s table against {REGIME}: {wrong}"
+    assert seen == set(regime().index), f"{STEADY}'s table lacks {set(regime().index) - seen}"
+
+
 def test_a_changed_file_fails_its_quotes(monkeypatch):
     """VAE's Yahoo NLL 1 nat higher in table1.csv: both pages' quotes of Scale-VAE's gap no longer match."""
     original = table
@@ -735,7 +796,7 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-@pytest.mark.parametrize("doc", [README, RESULTS, PERF_DOC, STEADY, "docs/analysis.md"])
+@pytest.mark.parametrize("doc", [README, RESULTS, PERF_DOC, STEADY, LADDER_DOC, "docs/analysis.md"])
 def test_links_into_pages_name_headings_that_exist(doc: str):
     """A link with a #fragment into a markdown page names one of that page's headings."""
     broken = []
