@@ -19,7 +19,9 @@ A run's seconds are
 ``a, b, v, e`` and setup are measured on this machine by benchmarks/calibration.py.
 
 Finished runs win over the model: a configuration (all but the seed) that finished before is
-estimated by its measured seconds, then (method, dataset, profile) as before; the other runs
+estimated by its measured seconds, then the finished runs of its (method, dataset, profile) whose
+profile settings differ from its own in the fewest fields (an SGD protocol of a study by its SGD
+runs, not by the Adam runs of the tables); the other runs
 get the model's estimate times the ratio measured / modelled over the finished runs of the plan.
 The wall time is the schedule of the estimated runs, costliest first, over the workers.
 Each run's expected epochs (for the progress bar, benchmarks/progress.py) come alike: those its
@@ -69,6 +71,29 @@ def configuration_key(config: RunConfig | dict) -> str:
     value.pop("seed", None)
     value["profile"] = {k: v for k, v in value["profile"].items() if k != "description"}
     return json.dumps(value, sort_keys=True)
+
+
+def profile_settings(config: RunConfig | dict | None) -> dict | None:
+    """A run's profile fields (without its description), or None for a run without config.json."""
+    if config is None:
+        return None
+    value = config.to_json() if isinstance(config, RunConfig) else config
+    return {k: v for k, v in value.get("profile", {}).items() if k != "description"}
+
+
+def nearest(runs: list[tuple[dict | None, float, float | None]] | None,
+            settings: dict) -> list[tuple[float, float | None]] | None:
+    """(seconds, epochs) of the finished runs whose profile settings differ from ``settings`` in the
+    fewest fields (a run without its settings counts as differing in all of them)."""
+    if not runs:
+        return None
+
+    def distance(other: dict | None) -> int:
+        if other is None:
+            return len(settings) + 1
+        return sum(settings.get(k) != other.get(k) for k in settings.keys() | other.keys())
+    closest = min(distance(other) for other, _, _ in runs)
+    return [(seconds, epochs) for other, seconds, epochs in runs if distance(other) == closest]
 
 
 def run_seconds(metrics_json: dict) -> float:
@@ -141,14 +166,15 @@ def estimate(configs: list[RunConfig], store, jobs: int, threads: int = 0, slots
     started = time.perf_counter()
     finished = measured_runs(store)
     by_config: dict[str, list[tuple[float, float | None]]] = {}  # (seconds, epochs) of finished runs
-    by_kind: dict[tuple, list[tuple[float, float | None]]] = {}
+    by_kind: dict[tuple, list[tuple[dict | None, float, float | None]]] = {}  # and their profile settings
     for config_json, seconds, kind, epochs in finished.values():
         if config_json is not None:
             by_config.setdefault(configuration_key(config_json), []).append((seconds, epochs))
-        by_kind.setdefault(kind, []).append((seconds, epochs))
+        by_kind.setdefault(kind, []).append((profile_settings(config_json), seconds, epochs))
 
     def measured_runs_of(c: RunConfig) -> list[tuple[float, float | None]] | None:
-        return by_config.get(configuration_key(c)) or by_kind.get((c.model, c.dataset, c.profile.name))
+        return by_config.get(configuration_key(c)) or nearest(by_kind.get((c.model, c.dataset, c.profile.name)),
+                                                              profile_settings(c))
 
     def measured(c: RunConfig) -> list[float] | None:
         return [s for s, _ in measured_runs_of(c) or []] or None

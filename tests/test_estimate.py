@@ -86,6 +86,26 @@ def test_finished_runs_times_win_over_the_calibrated_model(tmp_path, data_dir, m
     assert known.epochs[lm[0].run_id] == pytest.approx(lm[0].profile.max_epochs * (cap - 1) / cap)  # the plan's share
 
 
+def test_a_new_configuration_is_estimated_by_the_finished_runs_of_its_nearest_protocol(tmp_path, data_dir, monkeypatch):
+    """A study's new SGD line (a harmonic f_bar) is timed by the finished SGD runs of the same method, not by the
+    mean of every finished run of the method, which the tables' Adam runs dominate."""
+    monkeypatch.setattr(calibration, "calibrate", fake_rates)
+    adam = [resolve("scale_vae", "synthetic", "smoke", seed) for seed in (0, 1, 2)]
+    sgd = resolve("scale_vae", "synthetic", "smoke", 0, ["optimizer=sgd", "lr=1.0", "init=uniform"])
+    harmonic = resolve("scale_vae", "synthetic", "smoke", 0,
+                       ["optimizer=sgd", "lr=1.0", "init=uniform", "f_average=harmonic"])
+    store = RunStore(tmp_path / "r")
+    for config in adam:
+        finish(store, config, seconds=100.0, epochs=10)
+    finish(store, sgd, seconds=400.0, epochs=40)
+    options = {"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache")}
+    known = timing.estimate([harmonic], store, 1, options=options)
+    assert known.source[harmonic.run_id] == "measured"
+    assert known.seconds[harmonic.run_id] == 400.0 and known.epochs[harmonic.run_id] == 40  # not (3 x 100 + 400) / 4
+    other_seed = resolve("scale_vae", "synthetic", "smoke", 5)
+    assert timing.estimate([other_seed], store, 1, options=options).seconds[other_seed.run_id] == 100.0
+
+
 def test_the_progress_replaces_estimates_by_measured_times():
     now = [0.0]
     progress = Progress(["a", "b", "c", "d"], {"a": 100.0, "b": 100.0, "c": 50.0, "d": 50.0}, 2,
@@ -161,3 +181,21 @@ def test_a_cut_whose_runs_are_all_done_is_not_offered():
     estimate = timing.Estimate({config.run_id: 120.0}, {config.run_id: "model"}, jobs=1)
     assert run.describe_cuts({"--only core": [], "--seeds 1": [config]}, estimate) == "to cut it: --seeds 1 (1 runs, ~2 min)"
     assert run.describe_cuts({"--only core": []}, estimate) is None
+
+
+def test_the_estimate_from_records_hides_an_experiment_and_sets_it_beside_its_measured_times(capsys):
+    """scripts/estimate_from_records.py on the committed records: the study's 6 harmonic-f_bar runs are
+    estimated from their nearest protocol's runs (no calibration needed), each beside what it took."""
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("estimate_from_records", root / "scripts/estimate_from_records.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    records = root / "results/quick/records"
+    assert script.main(["--records", str(records), "--only", "scale_regime_f_average", "--seeds", "3"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("yahoo_small-")]
+    assert len(rows) == 6 and all(r[1] == "measured" for r in rows)
+    assert all(abs(float(r[2]) - float(r[3])) <= 0.25 * float(r[3]) for r in rows)  # each within 25% of its time
+    assert script.main(["--records", str(records), "--only", "ladder", "--seeds", "2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
