@@ -69,7 +69,7 @@ def configuration_key(config: RunConfig | dict) -> str:
     """A run's configuration without its seed (seeds of one configuration take about as long)."""
     value = config.to_json() if isinstance(config, RunConfig) else dict(config)
     value.pop("seed", None)
-    value["profile"] = {k: v for k, v in value["profile"].items() if k != "description"}
+    value["profile"] = profile_settings(value)
     return json.dumps(value, sort_keys=True)
 
 
@@ -92,8 +92,9 @@ def nearest(runs: list[tuple[dict | None, float, float | None]] | None,
         if other is None:
             return len(settings) + 1
         return sum(settings.get(k) != other.get(k) for k in settings.keys() | other.keys())
-    closest = min(distance(other) for other, _, _ in runs)
-    return [(seconds, epochs) for other, seconds, epochs in runs if distance(other) == closest]
+    distances = [distance(other) for other, _, _ in runs]
+    closest = min(distances)
+    return [(seconds, epochs) for (_, seconds, epochs), d in zip(runs, distances) if d == closest]
 
 
 def run_seconds(metrics_json: dict) -> float:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import estimate as timing  # noqa: E402
 from benchmarks import plan  # noqa: E402
+from benchmarks.errors import UserError  # noqa: E402
 from benchmarks.store import RunStore, read_json  # noqa: E402
 
 
@@ -32,7 +33,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    configs = plan.unique_runs(plan.plan(args.profile, [args.only], args.seeds))
+    try:
+        configs = plan.unique_runs(plan.plan(args.profile, [args.only], args.seeds))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     hidden = {c.run_id for c in configs}
     runs = args.records / "runs"
     missing = [r for r in hidden if not (runs / r / "metrics.json").exists()]
@@ -47,7 +52,8 @@ def main(argv=None) -> int:
                 (Path(tmp) / "runs" / run_dir.name).symlink_to(run_dir.resolve())
         estimate = timing.estimate(configs, RunStore(Path(tmp)), args.jobs, options={})
     measured = {c.run_id: timing.run_seconds(read_json(runs / c.run_id / "metrics.json")) for c in configs}
-    print(f"{args.only}: {len(configs)} runs estimated from the other {sum(1 for _ in runs.iterdir()) - len(configs)} "
+    others = sum(1 for p in runs.iterdir() if p.is_dir() and p.name not in hidden)
+    print(f"{args.only}: {len(configs)} runs estimated from the other {others} "
           f"records of {args.records}")
     print(f"{'run':<48} {'source':<9} {'estimated s':>11} {'measured s':>10} {'epochs est':>10}")
     for c in configs:
